@@ -1,0 +1,121 @@
+"""Run a suite: methods x seeds on one corpus, one evaluation, one results file.
+
+The run directory::
+
+    config.yaml            the resolved config (a re-run with the same config resumes)
+    cells/<method>-seed<s>.json   one finished (method, seed): metrics and costs
+    samples/<method>-seed<s>.jsonl  every probe's prompt, prediction and score
+    models/<method>-seed<s>/       the injected model, when save_models is true
+    results.json           aggregated over seeds (docs/results-schema.md)
+    report.md              the comparison table and what was run
+
+Every file is written atomically; a cell that exists is never recomputed, so a run killed half-way
+resumes where it stopped. A directory holding another run's config is refused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from kinject.config import RunConfig, dump_config
+from kinject.data.jsonl import atomic_write_text, write_json, write_jsonl
+from kinject.data.loaders import load_corpus
+from kinject.data.schema import Corpus
+from kinject.errors import UserError
+from kinject.evaluation.runner import evaluate
+from kinject.methods import InjectRequest, get_method, resolve_methods
+from kinject.models import load_model, resolve_model_path
+from kinject.report.aggregate import build_results, flatten_metrics
+from kinject.report.render import report_markdown
+
+
+def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
+    """Create ``out`` or check it holds this very config (resume); refuse anything else."""
+    text = dump_config(cfg)
+    cfg_file = out / "config.yaml"
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"--out {out}: exists and is not a directory")
+        if cfg_file.is_file():
+            if cfg_file.read_text() != text:
+                raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
+            return
+        if any(out.iterdir()):
+            raise UserError(f"--out {out}: exists, is not empty and is not a kinject run; choose another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(cfg_file, text)
+
+
+def _seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path) -> dict[str, Any]:
+    """Inject with ``method`` from a fresh base model, evaluate, write samples; return the cell."""
+    spec = get_method(method)
+    start = time.perf_counter()
+    _seed_everything(seed)
+    loaded = load_model(cfg.model)
+    workdir = out / "models" / f"{method}-seed{seed}"
+    injected = spec.fn(InjectRequest(loaded, corpus, cfg, seed, workdir))
+    eval_start = time.perf_counter()
+    metrics, samples = evaluate(injected.model, injected.tokenizer, corpus, cfg.eval, injected.context)
+    eval_seconds = time.perf_counter() - eval_start
+    write_jsonl(out / "samples" / f"{method}-seed{seed}.jsonl", samples)
+    if cfg.save_models and injected.train_steps:
+        injected.model.save_pretrained(workdir)
+        injected.tokenizer.save_pretrained(workdir)
+    return {
+        "method": method,
+        "seed": seed,
+        "metrics": flatten_metrics(metrics),
+        "cost": {
+            "train_tokens": injected.train_tokens,
+            "train_seconds": injected.train_seconds,
+            "train_steps": injected.train_steps,
+            "trainable_params": injected.trainable_params,
+            "eval_seconds": eval_seconds,
+            "wall_seconds": time.perf_counter() - start,
+        },
+        "info": injected.info,
+    }
+
+
+def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run every (method, seed) not already done in ``out``; write results.json and report.md."""
+    methods = resolve_methods(cfg.methods)
+    if not cfg.seeds:
+        raise UserError("seeds: give at least one seed")
+    corpora = {seed: load_corpus(cfg.data, seed) for seed in cfg.seeds}
+    for corpus in corpora.values():
+        for method in methods:
+            check = get_method(method).check
+            if check is not None:
+                check(corpus, cfg)
+    prepare_run_dir(out, cfg)
+    cells: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in methods}
+    for seed, corpus in corpora.items():
+        for method in methods:
+            cell_file = out / "cells" / f"{method}-seed{seed}.json"
+            if cell_file.is_file():
+                cells[method][seed] = json.loads(cell_file.read_text())
+                log(f"[seed {seed}] {method}: done earlier, kept")
+                continue
+            log(f"[seed {seed}] {method}: injecting and evaluating")
+            cell = run_cell(method, seed, corpus, cfg, out)
+            write_json(cell_file, cell)
+            cells[method][seed] = cell
+    hashes = {str(seed): c.content_hash() for seed, c in corpora.items()}
+    data = {"name": corpus.name, "source": cfg.data.source, "documents": len(corpus.documents),
+            "probes": len(corpus.probes), "hash": hashes}
+    model = {"name": cfg.model, "path": resolve_model_path(cfg.model)}
+    results = build_results(cells, config=cfg.to_dict(), model=model, data=data)
+    write_json(out / "results.json", results)
+    atomic_write_text(out / "report.md", report_markdown(results))
+    return results

@@ -1,0 +1,164 @@
+"""Command line: thin sub-commands over bench, inject and evaluation.
+
+    kinject bench   [--config FILE] [--methods a,b|all] [--seeds N] [--out DIR] [key=value ...]
+    kinject inject  --method NAME --out DIR [--config FILE] [--seed S] [key=value ...]
+    kinject eval    --model PATH [--probes FILE] [--config FILE] [--seed S] [--out DIR] [key=value ...]
+    kinject methods
+
+Bad input prints one line ``kinject: error: ...`` and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from kinject.errors import UserError
+
+EPILOG = ("key=value overrides any config key, e.g. train.lr=3e-4 data.source=lapael-squad "
+          "data.path=DIR data.limit=100 eval.kinds=[qa,mcq]. See configs/default.yaml for every key.")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML config file (keys as in configs/default.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kinject", description="Teach a language model new facts and measure how well it worked.",
+                     epilog=EPILOG)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    b = sub.add_parser("bench", help="run a suite of methods x seeds, print the table, write a run directory",
+                       epilog=EPILOG)
+    _common(b)
+    b.add_argument("--methods", help="comma-separated method names, or 'all' (default: the config's suite)")
+    b.add_argument("--seeds", type=int, help="run seeds 0..N-1 (mean ± standard error when N > 1)")
+    b.add_argument("--out", default="runs/latest", help="run directory (resumed if it holds the same config)")
+
+    i = sub.add_parser("inject", help="inject the corpus with one method and save the model", epilog=EPILOG)
+    _common(i)
+    i.add_argument("--method", required=True)
+    i.add_argument("--seed", type=int, default=0)
+    i.add_argument("--out", required=True, help="directory for the injected model (must not exist)")
+
+    e = sub.add_parser("eval", help="evaluate one model on one probe set", epilog=EPILOG)
+    _common(e)
+    e.add_argument("--model", required=True, help="a saved model directory, hub id, or smollm2-135m")
+    e.add_argument("--probes", help="a probes JSONL (default: the config's corpus probes)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the built-in world (default 0)")
+    e.add_argument("--out", help="directory for results.json and samples.jsonl")
+
+    sub.add_parser("methods", help="list the registered methods")
+    return parser
+
+
+def _load_cfg(args: argparse.Namespace):
+    from kinject.config import load_config
+
+    return load_config(args.config, args.overrides)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from kinject.bench import run_bench
+    from kinject.report.render import format_table
+
+    cfg = _load_cfg(args)
+    if args.methods:
+        cfg.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise UserError(f"--seeds must be >= 1, got {args.seeds}")
+        cfg.seeds = list(range(args.seeds))
+    start = time.perf_counter()
+    results = run_bench(cfg, Path(args.out), log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_table(results))
+    print(f"run directory: {args.out} ({time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def cmd_inject(args: argparse.Namespace) -> int:
+    from kinject.data.loaders import load_corpus
+    from kinject.methods import InjectRequest, get_method
+    from kinject.models import load_model
+
+    cfg = _load_cfg(args)
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"--out {out}: already exists; choose a new directory")
+    spec = get_method(args.method)
+    corpus = load_corpus(cfg.data, args.seed)
+    from transformers import set_seed
+
+    set_seed(args.seed)
+    injected = spec.fn(InjectRequest(load_model(cfg.model), corpus, cfg, args.seed, out))
+    model = injected.model.merge_and_unload() if hasattr(injected.model, "merge_and_unload") else injected.model
+    model.save_pretrained(out)
+    injected.tokenizer.save_pretrained(out)
+    print(f"{args.method} (seed {args.seed}): {injected.train_tokens} tokens trained in "
+          f"{injected.train_seconds:.0f} s; model saved to {out}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from kinject.data.jsonl import load_records, write_json, write_jsonl
+    from kinject.data.loaders import load_corpus
+    from kinject.data.schema import Probe
+    from kinject.evaluation.runner import evaluate
+    from kinject.models import load_model
+
+    cfg = _load_cfg(args)
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists():
+        raise UserError(f"--out {out}: already exists; choose a new directory")
+    corpus = load_corpus(cfg.data, args.seed) if not args.probes else None
+    if args.probes:
+        from kinject.data.builtin.retention import RETENTION_FEWSHOT
+        from kinject.data.schema import Corpus
+
+        probes = load_records(args.probes, Probe.from_dict)
+        if not probes:
+            raise UserError(f"{args.probes}: no probes")
+        corpus = Corpus(name=Path(args.probes).name, documents=[], probes=probes, fewshot=list(RETENTION_FEWSHOT))
+    loaded = load_model(args.model)
+    metrics, samples = evaluate(loaded.model, loaded.tokenizer, corpus, cfg.eval)
+    for kind, m in metrics.items():
+        if isinstance(m, dict):
+            print(f"{kind:10s} " + "  ".join(f"{k}={v:.3f}" if k != "n" else f"n={int(v)}" for k, v in m.items()))
+    print(f"seed: {args.seed}; normalisation: {metrics['normalisation']}")
+    if out is not None:
+        write_json(out / "results.json", {"model": args.model, "seed": args.seed, "metrics": metrics})
+        write_jsonl(out / "samples.jsonl", samples)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from kinject.methods.registry import method_specs
+
+    for spec in method_specs():
+        print(f"{spec.name:12s} {spec.description}")
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "methods": cmd_methods}
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        import kinject.methods  # noqa: F401  (registers the methods)
+
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        print(f"kinject: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("kinject: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,181 @@
+"""Typed run configuration: dataclass defaults, then a YAML file, then ``key=value`` overrides.
+
+Keys are dotted paths into :class:`RunConfig` (``train.lr=3e-4``, ``data.builtin.test_people=8``).
+Values are parsed as YAML scalars/lists (``methods=[base,ft]``, ``data.limit=100``). An unknown
+key or a value of the wrong type is a :class:`~kinject.errors.UserError` naming the key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kinject.data.builtin.world import BuiltinConfig
+from kinject.errors import UserError
+from kinject.evaluation.runner import EvalConfig
+from kinject.models import DEFAULT_MODEL
+from kinject.training.trainer import TrainConfig
+
+DEFAULT_SUITE = ["base", "ft", "ft-para"]
+
+
+@dataclass
+class DataConfig:
+    """Which corpus to inject and probe.
+
+    source: ``builtin`` (the fictional world), ``lapael-squad`` (a directory in the LaPael
+    layout; ``split`` picks test or train), ``textdir`` (a directory of .txt/.md files plus a
+    ``probes`` JSONL) or ``jsonl`` (a documents JSONL plus a ``probes`` JSONL).
+    ``limit``: keep the first N documents (facts) and only their probes.
+    """
+
+    source: str = "builtin"
+    path: str | None = None
+    probes: str | None = None
+    split: str = "test"
+    limit: int | None = None
+    builtin: BuiltinConfig = field(default_factory=BuiltinConfig)
+
+
+@dataclass
+class ParaConfig:
+    """Data-level paraphrases for ``ft-para``: ``k`` paraphrases per document (gold for builtin)."""
+
+    k: int = 5
+
+
+@dataclass
+class RunConfig:
+    """Everything one ``kinject bench`` run needs. ``seeds`` are run seeds (world + training)."""
+
+    model: str = DEFAULT_MODEL
+    methods: list[str] = field(default_factory=lambda: list(DEFAULT_SUITE))
+    seeds: list[int] = field(default_factory=lambda: [0])
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    para: ParaConfig = field(default_factory=ParaConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    save_models: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _check_type(value: Any, hint: Any, key: str) -> Any:
+    """Return ``value`` coerced to ``hint`` (int -> float allowed) or raise UserError."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for arm in typing.get_args(hint):
+            try:
+                return _check_type(value, arm, key)
+            except UserError as exc:
+                errors.append(exc)
+        raise errors[-1]
+    if hint is type(None):
+        if value is None:
+            return None
+    elif origin is list:
+        (item,) = typing.get_args(hint)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list):
+            return [_check_type(v, item, key) for v in value]
+    elif hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    elif hint is float and isinstance(value, str):  # YAML 1.1 reads "3e-4" as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    elif hint in (int, bool, str) and type(value) is hint:
+        return value
+    name = getattr(hint, "__name__", str(hint))
+    raise UserError(f"config key {key!r}: expected {name}, got {value!r}")
+
+
+def _set(obj: Any, path: list[str], value: Any, where: str) -> None:
+    key = ".".join(path)
+    target = obj
+    for i, part in enumerate(path):
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        if part not in fields:
+            raise UserError(f"{where}unknown config key {key!r}")
+        hints = typing.get_type_hints(type(target))
+        if i == len(path) - 1:
+            current = getattr(target, part)
+            if dataclasses.is_dataclass(current):
+                if not isinstance(value, dict):
+                    raise UserError(f"{where}config key {key!r} is a section; give its keys")
+                for sub, v in value.items():
+                    _set(obj, [*path, str(sub)], v, where)
+                return
+            if isinstance(value, _Override):
+                try:
+                    checked = _check_type(value.parsed, hints[part], f"{where}{key}")
+                except UserError:  # e.g. layers=5: parses as a YAML mapping; the text is meant
+                    checked = _check_type(value.raw, hints[part], f"{where}{key}")
+            else:
+                checked = _check_type(value, hints[part], f"{where}{key}")
+            setattr(target, part, checked)
+            return
+        target = getattr(target, part)
+        if not dataclasses.is_dataclass(target):
+            raise UserError(f"{where}unknown config key {key!r}")
+
+
+def apply_mapping(cfg: RunConfig, mapping: dict[str, Any], where: str = "") -> None:
+    for key, value in mapping.items():
+        _set(cfg, str(key).split("."), value, where)
+
+
+@dataclass(frozen=True)
+class _Override:
+    """A command-line value: its YAML reading, and the raw text for string-typed keys."""
+
+    parsed: Any
+    raw: str
+
+
+def parse_override(text: str) -> tuple[str, _Override]:
+    """``key=value`` -> (key, the value as YAML and as raw text)."""
+    if "=" not in text:
+        raise UserError(f"override {text!r} is not key=value")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), _Override(value, raw)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
+    """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
+    cfg = RunConfig()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"{path}: no such config file")
+        try:
+            mapping = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = f":{mark.line + 1}" if mark else ""
+            raise UserError(f"{path}{line}: malformed YAML") from None
+        if not isinstance(mapping, dict):
+            raise UserError(f"{path}: the config must be a mapping of keys")
+        apply_mapping(cfg, mapping, where=f"{path}: ")
+    for text in overrides or []:
+        key, value = parse_override(text)
+        apply_mapping(cfg, {key: value})
+    return cfg
+
+
+def dump_config(cfg: RunConfig) -> str:
+    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

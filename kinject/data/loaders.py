@@ -1,0 +1,153 @@
+"""Corpus loaders: the built-in world, the LaPael SQuAD layout, a text directory, JSONL.
+
+Each returns a :class:`~kinject.data.schema.Corpus`; bad input raises a UserError that names
+the file (and line) at fault.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kinject.data.builtin.retention import RETENTION_FEWSHOT
+from kinject.data.builtin.world import build_world
+from kinject.data.jsonl import load_records, read_json, read_jsonl
+from kinject.data.schema import Corpus, Document, Fact, Probe
+from kinject.errors import UserError
+
+if TYPE_CHECKING:
+    from kinject.config import DataConfig
+
+SOURCES = ("builtin", "lapael-squad", "textdir", "jsonl")
+TEXT_SUFFIXES = (".txt", ".md")
+
+
+def parse_fewshot_prompt(path: Path) -> tuple[str, list[tuple[str, str]]]:
+    """Read a LaPael-style prompt file: an instruction, Question/Answer pairs, then ``{text}``."""
+    text = path.read_text(encoding="utf-8")
+    blocks = [b.strip() for b in text.split("\n\n") if b.strip()]
+    if not blocks or "{text}" not in blocks[-1]:
+        raise UserError(f"{path}: expected an instruction, Q/A blocks and a final 'Question: {{text}}' block")
+    pairs = []
+    for block in blocks[1:-1]:
+        lines = block.splitlines()
+        if len(lines) != 2 or not lines[0].startswith("Question:") or not lines[1].startswith("Answer:"):
+            raise UserError(f"{path}: a block is not 'Question: ...' followed by 'Answer: ...': {block[:60]!r}")
+        pairs.append((lines[0][len("Question:"):].strip(), lines[1][len("Answer:"):].strip()))
+    return blocks[0], pairs
+
+
+def _json_list(path: Path) -> list[dict]:
+    rows = read_json(path)
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise UserError(f"{path}: expected a JSON list of objects")
+    return rows
+
+
+def _squad_split(root: Path, split: str) -> tuple[list[Fact], list[Probe]]:
+    sentences = _json_list(root / split / "sentences.json")
+    qa = [row for _, row in read_jsonl(root / split / "qa.jsonl")]
+    facts, probes = [], []
+    for i, row in enumerate(sentences):
+        for key in ("data_id", "content"):
+            if key not in row:
+                raise UserError(f"{root / split / 'sentences.json'}: item {i} is missing field {key!r}")
+        did = int(row["data_id"])
+        if not 0 <= did < len(qa) or "question" not in qa[did] or "answer" not in qa[did]:
+            raise UserError(f"{root / split / 'qa.jsonl'}:{did + 1}: no question/answer for data_id {did}")
+        fid = f"squad-{split}-{did}"
+        text, answer = row["content"], qa[did]["answer"]
+        facts.append(Fact(fid, fid, text, answer, answer_start=text.rfind(answer)))
+        probes.append(Probe(f"{fid}/qa", "qa", qa[did]["question"], [answer], fact_id=fid, doc_id=fid))
+    return facts, probes
+
+
+def load_lapael_squad(root: Path, split: str = "test") -> Corpus:
+    """The LaPael SQuAD layout: ``{split}/sentences.json`` + ``{split}/qa.jsonl`` (aligned by
+    data_id), ``train/paraphrases.json``, ``train/entities.json`` and ``fewshot_prompt.txt``."""
+    if not root.is_dir():
+        raise UserError(f"{root}: no such directory (data.path for source lapael-squad)")
+    if split not in ("test", "train"):
+        raise UserError(f"data.split: {split!r} is not test or train")
+    facts, probes = _squad_split(root, split)
+    instruction, fewshot = parse_fewshot_prompt(root / "fewshot_prompt.txt")
+    train_facts, train_qa = _squad_split(root, "train")
+    train_paraphrases: dict[str, list[str]] = defaultdict(list)
+    if (root / "train" / "paraphrases.json").is_file():
+        for row in _json_list(root / "train" / "paraphrases.json"):
+            train_paraphrases[f"squad-train-{int(row['data_id'])}"].append(row["output"])
+    if (root / "train" / "entities.json").is_file():
+        by_id = {f.id: f for f in train_facts}
+        for row in _json_list(root / "train" / "entities.json"):
+            fact = by_id.get(f"squad-train-{int(row['data_id'])}")
+            if fact is not None:
+                fact.entities = list(row.get("output", []))
+    documents = [Document(f.id, f.text) for f in facts]
+    return Corpus(
+        name=f"lapael-squad-{split}", documents=documents, probes=probes, facts=facts, fewshot=fewshot,
+        instruction=instruction, train_facts=train_facts if split == "test" else [],
+        train_paraphrases=dict(train_paraphrases) if split == "test" else {},
+        train_qa=train_qa if split == "test" else [], meta={"path": str(root), "split": split},
+    )
+
+
+def _load_probes(path: str | None, source: str) -> list[Probe]:
+    if not path:
+        raise UserError(f"data.probes: source {source!r} needs a probes JSONL file")
+    return load_records(path, Probe.from_dict)
+
+
+def load_textdir(root: Path, probes: str | None) -> Corpus:
+    """Every .txt/.md file under ``root`` is a document (id = its relative path)."""
+    if not root.is_dir():
+        raise UserError(f"{root}: no such directory (data.path for source textdir)")
+    documents = []
+    for f in sorted(p for p in root.rglob("*") if p.suffix in TEXT_SUFFIXES and p.is_file()):
+        text = f.read_text(encoding="utf-8", errors="replace")
+        if text.strip():
+            documents.append(Document(str(f.relative_to(root)), text, title=f.stem))
+    return Corpus(name=f"textdir:{root.name}", documents=documents, probes=_load_probes(probes, "textdir"),
+                  fewshot=list(RETENTION_FEWSHOT), meta={"path": str(root)})
+
+
+def load_jsonl(path: Path, probes: str | None) -> Corpus:
+    """Documents from a JSONL of {id, text[, title]}."""
+    documents = load_records(path, Document.from_dict)
+    return Corpus(name=f"jsonl:{path.name}", documents=documents, probes=_load_probes(probes, "jsonl"),
+                  fewshot=list(RETENTION_FEWSHOT), meta={"path": str(path)})
+
+
+def _limit(corpus: Corpus, n: int) -> Corpus:
+    keep = {d.id for d in corpus.documents[:n]}
+    corpus.documents = corpus.documents[:n]
+    corpus.facts = [f for f in corpus.facts if f.doc_id in keep]
+    corpus.probes = [p for p in corpus.probes if not p.doc_id or p.doc_id in keep]
+    corpus.paraphrases = {k: v for k, v in corpus.paraphrases.items() if k in keep}
+    return corpus
+
+
+def load_corpus(cfg: DataConfig, seed: int) -> Corpus:
+    """Load the corpus ``cfg`` names; the built-in world is generated from ``seed``."""
+    if cfg.source == "builtin":
+        world_seed = cfg.builtin.seed if cfg.builtin.seed is not None else seed
+        corpus = build_world(cfg.builtin, world_seed)
+    elif cfg.source in ("lapael-squad", "textdir", "jsonl"):
+        if not cfg.path:
+            raise UserError(f"data.path: source {cfg.source!r} needs a path")
+        path = Path(cfg.path).expanduser()
+        if cfg.source == "lapael-squad":
+            corpus = load_lapael_squad(path, cfg.split)
+        elif cfg.source == "textdir":
+            corpus = load_textdir(path, cfg.probes)
+        else:
+            corpus = load_jsonl(path, cfg.probes)
+    else:
+        raise UserError(f"data.source: {cfg.source!r} is not one of {', '.join(SOURCES)}")
+    if cfg.limit is not None:
+        corpus = _limit(corpus, cfg.limit)
+    if not corpus.documents:
+        raise UserError(f"corpus {corpus.name!r} is empty: no documents to inject")
+    if not corpus.probes:
+        raise UserError(f"corpus {corpus.name!r} has no probes to evaluate")
+    return corpus

@@ -1,0 +1,136 @@
+"""Batched greedy generation and log-likelihood scoring that share one prompt prefix.
+
+Every probe of a benchmark shares the same few-shot header, so its key/value cache is computed
+once and repeated across each batch; only the probe's own tokens are run. On the default model
+this makes evaluation about 5x cheaper than re-running a ~150-token header per probe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+from collections.abc import Iterator, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+
+@functools.lru_cache(maxsize=8)
+def _newline_ids(tokenizer) -> frozenset[int]:
+    vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    ids = {i for i, t in enumerate(vocab) if t is not None and ("\n" in t or "Ċ" in t or "<0x0A>" in t)}
+    return frozenset(ids)
+
+
+class PrefixLM:
+    """Scores and continues many prompts that all start with ``prefix`` (may be empty).
+
+    ``batch_size`` is the number of sequences per forward pass; ``bf16`` runs under CPU/GPU
+    bfloat16 autocast.
+    """
+
+    def __init__(self, model, tokenizer, prefix: str, batch_size: int = 16, bf16: bool = True,
+                 progress: bool = True):
+        self.model, self.tok = model, tokenizer
+        self.batch_size, self.bf16, self.progress = batch_size, bf16, progress
+        self.device = next(model.parameters()).device
+        self.prefix_ids = tokenizer(prefix, add_special_tokens=True).input_ids if prefix else []
+        self._prefix_cache = None
+        if self.prefix_ids:
+            with self._ctx():
+                out = model(torch.tensor([self.prefix_ids], device=self.device), use_cache=True)
+            self._prefix_cache = out.past_key_values
+
+    def _ctx(self):
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(autocast)
+        return stack
+
+    def _cache_for(self, batch: int):
+        if self._prefix_cache is None:
+            return None
+        cache = copy.deepcopy(self._prefix_cache)
+        cache.batch_repeat_interleave(batch)
+        return cache
+
+    def _batches(self, n: int, desc: str) -> Iterator[range]:
+        starts = range(0, n, self.batch_size)
+        for s in tqdm(starts, desc=desc, disable=not self.progress, leave=False):
+            yield range(s, min(n, s + self.batch_size))
+
+    def _encode(self, text: str) -> list[int]:
+        # Without a prefix the tokenizer's own special tokens (e.g. BOS) start the sequence.
+        return self.tok(text, add_special_tokens=not self.prefix_ids).input_ids
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, desc: str = "generate") -> list[str]:
+        """Greedy continuation of ``prefix + prompt`` for each prompt, cut at the first newline."""
+        newline = _newline_ids(self.tok)
+        eos = self.tok.eos_token_id
+        p = len(self.prefix_ids)
+        encoded = [self._encode(t) for t in prompts]
+        results: list[str] = [""] * len(prompts)
+        for idx in self._batches(len(prompts), desc):
+            seqs = [encoded[i] for i in idx]
+            width = max(len(s) for s in seqs)
+            pad = self.tok.pad_token_id
+            ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+            mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+            full_mask = torch.cat([torch.ones(len(seqs), p, dtype=mask.dtype, device=self.device), mask], 1)
+            pos = (p + mask.cumsum(1) - 1).clamp(min=p)
+            cache = self._cache_for(len(seqs))
+            out_ids: list[list[int]] = [[] for _ in seqs]
+            done = torch.zeros(len(seqs), dtype=torch.bool, device=self.device)
+            with self._ctx():
+                out = self.model(input_ids=ids, attention_mask=full_mask, position_ids=pos,
+                                 past_key_values=cache, use_cache=True)
+                for _ in range(max_new_tokens):
+                    nxt = out.logits[:, -1].argmax(-1)
+                    for j, t in enumerate(nxt.tolist()):
+                        if not done[j]:
+                            out_ids[j].append(t)
+                            if t == eos or t in newline:
+                                done[j] = True
+                    if bool(done.all()):
+                        break
+                    full_mask = torch.cat([full_mask, torch.ones_like(full_mask[:, :1])], 1)
+                    pos = pos[:, -1:] + 1
+                    out = self.model(input_ids=nxt[:, None], attention_mask=full_mask, position_ids=pos,
+                                     past_key_values=out.past_key_values, use_cache=True)
+            for j, i in enumerate(idx):
+                text = self.tok.decode(out_ids[j], skip_special_tokens=True)
+                results[i] = text.split("\n", 1)[0].strip()
+        return results
+
+    def loglikelihood(self, pairs: Sequence[tuple[str, str]], desc: str = "score") -> list[tuple[float, int]]:
+        """For each (context, continuation): summed log p(continuation | prefix + context), tokens.
+
+        Context and continuation are tokenized apart and joined (as lm-evaluation-harness does).
+        """
+        p = len(self.prefix_ids)
+        encoded = []
+        for ctx, cont in pairs:
+            c, k = self._encode(ctx), self.tok(cont, add_special_tokens=False).input_ids
+            if not c or not k:
+                raise ValueError(f"empty context or continuation in {(ctx, cont)!r}")
+            encoded.append((c, k))
+        results: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
+        for idx in self._batches(len(pairs), desc):
+            seqs = [encoded[i][0] + encoded[i][1] for i in idx]
+            width = max(len(s) for s in seqs)
+            ids = torch.tensor([s + [self.tok.pad_token_id] * (width - len(s)) for s in seqs], device=self.device)
+            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
+            full_mask = torch.cat([torch.ones(len(seqs), p, dtype=mask.dtype, device=self.device), mask], 1)
+            pos = p + torch.arange(width, device=self.device).expand(len(seqs), -1)
+            with self._ctx():
+                logits = self.model(input_ids=ids, attention_mask=full_mask, position_ids=pos,
+                                    past_key_values=self._cache_for(len(seqs)), use_cache=True).logits
+            logprobs = torch.log_softmax(logits.float(), -1)
+            for j, i in enumerate(idx):
+                c, k = encoded[i]
+                target = torch.tensor(k, device=self.device)
+                rows = logprobs[j, len(c) - 1: len(c) - 1 + len(k)]
+                results[i] = (float(rows.gather(1, target[:, None]).sum()), len(k))
+        return results

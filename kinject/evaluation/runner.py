@@ -1,0 +1,124 @@
+"""The one evaluation every method gets: the same probes, prompts, decoding and metrics.
+
+- ``qa`` and ``retention``: closed-book, few-shot header ("Answer the questions." and Q/A
+  pairs), greedy decoding, cut at the first newline; EM/F1/recall/accuracy (metrics.py).
+- ``cloze``: the bare sentence prefix, greedy, cut at the first sentence end; same metrics.
+- ``mcq``: the QA header and question, each choice scored by summed log-likelihood (``acc``)
+  and by log-likelihood per byte of the choice (``acc_norm``), as lm-evaluation-harness does.
+
+A method may supply a ``context`` function (retrieval) that returns text placed before each
+question; the evaluation is otherwise unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kinject.data.builtin.retention import RETENTION_FEWSHOT, retention_probes
+from kinject.data.schema import Corpus, Probe
+from kinject.evaluation.lm import PrefixLM
+from kinject.evaluation.metrics import NORMALISATION, mean, score_answer
+from kinject.hardware import resolve_bf16
+
+ContextFn = Callable[[Probe], str]
+_SENTENCE_END = re.compile(r"(?<=[^\s.]{2})\.(\s|$)")
+
+
+@dataclass
+class EvalConfig:
+    """What to evaluate and how. ``limit``: at most this many probes per kind (None = all)."""
+
+    kinds: list[str] = field(default_factory=lambda: ["qa", "mcq", "cloze", "retention"])
+    batch_size: int = 16
+    max_new_tokens: int = 32
+    cloze_max_new_tokens: int = 12
+    bf16: str | bool = "auto"
+    limit: int | None = None
+    progress: bool = True
+
+
+def qa_header(instruction: str, fewshot: Sequence[tuple[str, str]]) -> str:
+    """The few-shot header: instruction, blank line, then "Question: q\\nAnswer: a" blocks."""
+    return instruction + "\n\n" + "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in fewshot)
+
+
+def qa_suffix(probe: Probe, context: str = "") -> str:
+    return (context + "\n" if context else "") + f"Question: {probe.question}\nAnswer:"
+
+
+def _limit(probes: list[Probe], n: int | None) -> list[Probe]:
+    return probes if n is None else probes[:n]
+
+
+def _answer_records(probes: list[Probe], prompts: list[str], preds: list[str], header: str) -> list[dict[str, Any]]:
+    return [
+        {"probe_id": p.id, "kind": p.kind, "prompt": header + prompt, "prediction": pred,
+         "answers": p.answers, **score_answer(pred, p.answers)}
+        for p, prompt, pred in zip(probes, prompts, preds)
+    ]
+
+
+def _summarise(kind: str, records: list[dict[str, Any]]) -> dict[str, float]:
+    keys = ("acc", "acc_norm") if kind == "mcq" else ("accuracy", "em", "f1", "recall")
+    return {k: mean([r[k] for r in records]) for k in keys} | {"n": len(records)}
+
+
+def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: ContextFn | None = None
+             ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+    """Evaluate ``model`` on ``corpus``'s probes.
+
+    Returns (metrics per probe kind, one record per probe). With ``context``, QA and MCQ
+    prompts carry the retrieved text before the question.
+    """
+    kw = {"batch_size": cfg.batch_size, "bf16": resolve_bf16(cfg.bf16), "progress": cfg.progress}
+    header = qa_header(corpus.instruction, corpus.fewshot)
+    metrics: dict[str, dict[str, float]] = {}
+    samples: list[dict[str, Any]] = []
+    qa_lm = None
+    for kind in cfg.kinds:
+        if kind == "retention":
+            probes = _limit(retention_probes(), cfg.limit)
+        else:
+            probes = _limit(corpus.probes_of(kind), cfg.limit)
+        if not probes:
+            continue
+        if kind in ("qa", "mcq"):
+            qa_lm = qa_lm or PrefixLM(model, tokenizer, header, **kw)
+            prompts = [qa_suffix(p, context(p) if context else "") for p in probes]
+        if kind == "qa":
+            preds = qa_lm.generate(prompts, cfg.max_new_tokens, desc="qa")
+            records = _answer_records(probes, prompts, preds, header)
+        elif kind == "mcq":
+            pairs = [(prompt, " " + c) for prompt, p in zip(prompts, probes) for c in p.choices]
+            lls = iter(qa_lm.loglikelihood(pairs, desc="mcq"))
+            records = []
+            for prompt, p in zip(prompts, probes):
+                scores = [next(lls) for _ in p.choices]
+                ll = [s for s, _ in scores]
+                norm = [s / max(1, len(c.encode())) for s, c in zip(ll, p.choices)]
+                records.append({
+                    "probe_id": p.id, "kind": "mcq", "prompt": header + prompt, "choices": p.choices,
+                    "label": p.label, "loglikelihoods": ll,
+                    "acc": float(max(range(len(ll)), key=ll.__getitem__) == p.label),
+                    "acc_norm": float(max(range(len(norm)), key=norm.__getitem__) == p.label),
+                })
+        elif kind == "cloze":
+            lm = PrefixLM(model, tokenizer, "", **kw)
+            prompts = [p.question for p in probes]
+            preds = [_SENTENCE_END.split(x, 1)[0] for x in lm.generate(prompts, cfg.cloze_max_new_tokens, desc="cloze")]
+            records = _answer_records(probes, prompts, preds, "")
+        elif kind == "retention":
+            r_header = qa_header("Answer the questions.", RETENTION_FEWSHOT)
+            lm = PrefixLM(model, tokenizer, r_header, **kw)
+            prompts = [qa_suffix(p) for p in probes]
+            records = _answer_records(probes, prompts, lm.generate(prompts, cfg.max_new_tokens, desc="retention"),
+                                      r_header)
+        else:
+            raise ValueError(f"unknown probe kind {kind!r}")
+        metrics[kind] = _summarise(kind, records)
+        samples.extend(records)
+    metrics["normalisation"] = NORMALISATION  # type: ignore[assignment]
+    return metrics, samples

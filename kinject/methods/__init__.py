@@ -1,0 +1,13 @@
+"""Injection methods. Importing this package registers every built-in method."""
+
+from kinject.methods import base, finetune  # noqa: F401  (registration side effects)
+from kinject.methods.registry import (
+    Injected,
+    InjectRequest,
+    get_method,
+    method_names,
+    register_method,
+    resolve_methods,
+)
+
+__all__ = ["InjectRequest", "Injected", "get_method", "method_names", "register_method", "resolve_methods"]

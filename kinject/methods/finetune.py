@@ -1,0 +1,50 @@
+"""``ft`` (continued pre-training on the documents) and ``ft-para`` (documents + paraphrases).
+
+Both use the shared ``train`` config (full, LoRA, or a layer/module subset) so that the only
+difference between them is the data: ``ft-para`` adds ``para.k`` paraphrases per document.
+"""
+
+from __future__ import annotations
+
+from kinject.config import RunConfig
+from kinject.data.schema import Corpus
+from kinject.errors import UserError
+from kinject.methods.registry import Injected, InjectRequest, register_method
+from kinject.training.trainer import train_causal_lm
+
+
+def document_texts(corpus: Corpus) -> list[str]:
+    return [d.text for d in corpus.documents]
+
+
+def check_paraphrases(corpus: Corpus, cfg: RunConfig) -> None:
+    """``para.k`` must be >= 0, and a corpus must carry paraphrases when k > 0."""
+    if cfg.para.k < 0:
+        raise UserError(f"para.k must be >= 0, got {cfg.para.k}")
+    if cfg.para.k and not corpus.paraphrases:
+        raise UserError(f"method 'ft-para': corpus {corpus.name!r} has no paraphrases "
+                        "(the built-in benchmark ships gold ones)")
+
+
+def paraphrase_texts(corpus: Corpus, k: int) -> list[str]:
+    """The first ``k`` paraphrases of every document."""
+    return [p for d in corpus.documents for p in corpus.paraphrases.get(d.id, [])[:k]]
+
+
+def finetune(req: InjectRequest, texts: list[str], **info) -> Injected:
+    """Train the request's model on ``texts`` with the run's ``train`` config."""
+    model, res = train_causal_lm(req.loaded.model, req.loaded.tokenizer, texts, req.cfg.train, req.seed)
+    return Injected(model, req.loaded.tokenizer, train_tokens=res.tokens, train_seconds=res.seconds,
+                    train_steps=res.steps, trainable_params=res.trainable_params,
+                    info={"texts": len(texts), "losses": res.losses, **info})
+
+
+@register_method("ft", "fine-tuning (continued pre-training) on the documents")
+def ft(req: InjectRequest) -> Injected:
+    return finetune(req, document_texts(req.corpus))
+
+
+@register_method("ft-para", "fine-tuning on the documents plus para.k paraphrases of each", check=check_paraphrases)
+def ft_para(req: InjectRequest) -> Injected:
+    extra = paraphrase_texts(req.corpus, req.cfg.para.k)
+    return finetune(req, document_texts(req.corpus) + extra, paraphrases=len(extra))

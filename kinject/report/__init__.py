@@ -1,0 +1,1 @@
+"""Results: aggregation over seeds (results.json) and rendering (table, report.md)."""

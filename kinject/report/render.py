@@ -1,0 +1,81 @@
+"""The comparison table (terminal and Markdown) and report.md."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+# (column title, metric key, format): a column is shown when any method has the metric.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("MCQ acc", "mcq.acc", "{:.3f}"),
+    ("MCQ acc_norm", "mcq.acc_norm", "{:.3f}"),
+    ("QA acc", "qa.accuracy", "{:.3f}"),
+    ("QA EM", "qa.em", "{:.3f}"),
+    ("QA F1", "qa.f1", "{:.3f}"),
+    ("cloze acc", "cloze.accuracy", "{:.3f}"),
+    ("retention", "retention.accuracy", "{:.3f}"),
+    ("train tokens", "train_tokens", "{:.0f}"),
+    ("train s", "train_seconds", "{:.0f}"),
+    ("wall s", "wall_seconds", "{:.0f}"),
+)
+
+
+def _cell(entry: dict[str, Any], key: str, fmt: str) -> str:
+    m = entry["mean"].get(key)
+    if m is None or (isinstance(m, float) and math.isnan(m)):
+        return "-"
+    text = fmt.format(m)
+    if len(entry["seeds"]) > 1 and key in entry["stderr"]:
+        text += " ± " + fmt.format(entry["stderr"][key])
+    return text
+
+
+def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    methods = results["methods"]
+    cols = [c for c in COLUMNS if any(c[1] in e["mean"] for e in methods.values())]
+    header = ["method", *[c[0] for c in cols]]
+    rows = [[name, *[_cell(e, key, fmt) for _, key, fmt in cols]] for name, e in methods.items()]
+    return header, rows
+
+
+def seeds_line(results: dict[str, Any]) -> str:
+    seeds = results["seeds"]
+    spread = "mean ± standard error over seeds" if len(seeds) > 1 else "one seed, no error bar"
+    return f"seeds: {', '.join(map(str, seeds))} ({spread}); normalisation: {results['normalisation']}"
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """A fixed-width table for the terminal, followed by the seeds line."""
+    header, rows = table_rows(results)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows), seeds_line(results)])
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    header, rows = table_rows(results)
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def report_markdown(results: dict[str, Any]) -> str:
+    """report.md: what was run, the table, and where the per-probe records are."""
+    data, model = results["data"], results["model"]
+    lines = [
+        "# kinject report",
+        "",
+        f"- model: `{model['name']}` (`{model['path']}`)",
+        f"- corpus: {data['name']} ({data['documents']} documents, {data['probes']} probes); "
+        f"data hash per seed: {', '.join(f'{s}: {h}' for s, h in data['hash'].items())}",
+        f"- {seeds_line(results)}",
+        f"- versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}",
+        "",
+        markdown_table(results),
+        "",
+        "Accuracy (QA, cloze, retention) is token recall of the gold answer > 0.7; MCQ acc is the argmax of summed",
+        "log-likelihood over the choices, acc_norm of log-likelihood per byte. Per-probe prompts, predictions and",
+        "scores are in `samples/<method>-seed<seed>.jsonl`; every figure is in `results.json`.",
+        "",
+    ]
+    return "\n".join(lines)

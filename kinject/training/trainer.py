@@ -1,0 +1,185 @@
+"""Causal-LM fine-tuning on a list of texts, with the transformers Trainer.
+
+Built on ``transformers.Trainer`` so that ``accelerate launch`` / torchrun run it on several
+devices unchanged. The trainable part is chosen by :class:`TrainConfig`: the full model, LoRA
+adapters (peft), or a subset of decoder layers and modules (e.g. LaPael's MLPs of layers 5..end).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from kinject.errors import UserError
+from kinject.hardware import resolve_bf16
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation settings shared by every fine-tuning method.
+
+    mode: ``full`` | ``lora`` | ``subset``. ``layers`` is a Python slice over decoder layers
+    ("5:" = layer 5 to the end) used by ``subset`` and ``lora``; ``modules`` are name fragments
+    of the trained modules in ``subset`` mode (``mlp``, ``self_attn``, ``input_layernorm``...).
+    ``bf16``: auto (only where the hardware runs it natively), true or false.
+    ``max_length`` is in tokens; each text is cut into chunks of at most that length.
+    ``batch_size`` is per device; the effective batch is batch_size x grad_accum x devices.
+    ``warmup``: linear warm-up, a share of all steps when < 1, else a step count.
+    """
+
+    mode: str = "full"
+    lr: float = 1e-4
+    epochs: float = 5.0
+    batch_size: int = 8
+    grad_accum: int = 1
+    scheduler: str = "constant"
+    warmup: float = 0.0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 256
+    bf16: str | bool = "auto"
+    layers: str = ":"
+    modules: list[str] = field(default_factory=lambda: ["mlp"])
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    """What a training run cost: optimizer steps, tokens seen (incl. repeats), wall seconds."""
+
+    steps: int
+    tokens: int
+    seconds: float
+    trainable_params: int
+    losses: list[float]
+
+
+def _layer_slice(spec: str, n_layers: int) -> range:
+    try:
+        parts = [int(p) if p.strip() else None for p in spec.split(":")]
+        if len(parts) == 1:
+            parts = [parts[0], parts[0] + 1 if parts[0] is not None else None]
+        if len(parts) != 2:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"train.layers: {spec!r} is not a slice like '5:' or '0:5'") from None
+    return range(n_layers)[slice(*parts)]
+
+
+def _decoder_layers(model) -> Sequence[Any]:
+    base = getattr(model, "model", model)
+    layers = getattr(base, "layers", None)
+    if layers is None:
+        raise UserError(f"{type(model).__name__}: no decoder layers found at model.model.layers")
+    return layers
+
+
+def prepare_trainable(model, cfg: TrainConfig):
+    """Freeze/unfreeze parameters (or wrap with LoRA) per ``cfg.mode``; returns the model to train."""
+    layers = _decoder_layers(model)
+    chosen = _layer_slice(cfg.layers, len(layers))
+    if cfg.mode == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    if cfg.mode == "subset":
+        for p in model.parameters():
+            p.requires_grad_(False)
+        for i in chosen:
+            for name, p in layers[i].named_parameters():
+                if any(m in name for m in cfg.modules):
+                    p.requires_grad_(True)
+        if not any(p.requires_grad for p in model.parameters()):
+            raise UserError(f"train.modules {cfg.modules} matched no parameter in layers {cfg.layers!r}")
+        return model
+    if cfg.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
+                          target_modules=cfg.lora_targets, layers_to_transform=list(chosen), task_type="CAUSAL_LM")
+        return get_peft_model(model, lora)
+    raise UserError(f"train.mode: {cfg.mode!r} is not one of full, lora, subset")
+
+
+def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
+    """Each text as tokens + EOS, cut into chunks of at most ``max_length`` tokens."""
+    eos = tokenizer.eos_token_id
+    chunks: list[list[int]] = []
+    for text in texts:
+        ids = tokenizer(text, add_special_tokens=True).input_ids + ([eos] if eos is not None else [])
+        chunks.extend(ids[i: i + max_length] for i in range(0, len(ids), max_length))
+    return chunks
+
+
+class _Collator:
+    """Right-pads a batch; labels are the inputs with padding masked (-100)."""
+
+    def __init__(self, pad_id: int):
+        self.pad_id = pad_id
+
+    def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+            mask[i, : len(r["input_ids"])] = 1
+        labels = ids.masked_fill(mask == 0, -100)
+        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, seed: int, trainer_cls=None):
+    """Fine-tune ``model`` in place on ``texts`` (next-token loss on every token).
+
+    ``trainer_cls`` lets a method swap in a Trainer subclass with its own loss (noise methods).
+    Returns (the trained model, possibly a peft wrapper; :class:`TrainResult`).
+    """
+    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    chunks = tokenize_texts(tokenizer, texts, cfg.max_length)
+    if not chunks:
+        raise UserError("nothing to train on: the corpus produced no training text")
+    model = prepare_trainable(model, cfg)
+    model.train()
+    dataset = [{"input_ids": c} for c in chunks]
+    losses: list[float] = []
+
+    class _Losses(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kw):
+            if logs and "loss" in logs:
+                losses.append(float(logs["loss"]))
+
+    with tempfile.TemporaryDirectory(prefix="kinject-train-") as tmp:
+        args = TrainingArguments(
+            output_dir=tmp, per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
+            num_train_epochs=cfg.epochs, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler,
+            warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
+            bf16=resolve_bf16(cfg.bf16), use_cpu=not torch.cuda.is_available(), seed=seed, data_seed=seed,
+            logging_steps=max(1, math.ceil(len(chunks) / (cfg.batch_size * cfg.grad_accum)) // 2),
+            save_strategy="no", report_to=[], disable_tqdm=not cfg.progress, remove_unused_columns=False,
+            dataloader_num_workers=0,
+        )
+        trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=dataset,
+                                           data_collator=_Collator(tokenizer.pad_token_id), callbacks=[_Losses()])
+        trainer.remove_callback(PrinterCallback)  # losses go to TrainResult, not stdout
+        start = time.perf_counter()
+        out = trainer.train()
+        seconds = time.perf_counter() - start
+    model.eval()
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    tokens = int(sum(len(c) for c in chunks) * cfg.epochs)
+    return model, TrainResult(out.global_step, tokens, seconds, trainable, losses)

@@ -1,0 +1,119 @@
+"""Every bad input: one line on stderr naming the file/line/key, exit code 2, no traceback."""
+
+import json
+
+import pytest
+
+from kinject.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    err = capsys.readouterr().err.strip()
+    return code, err
+
+
+def _one_clean_line(err):
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert err.startswith("kinject: error:")
+
+
+@pytest.fixture
+def docs(tmp_path):
+    d = tmp_path / "docs.jsonl"
+    d.write_text(json.dumps({"id": "d1", "text": "Zorvath Quell was born in 1962."}) + "\n")
+    return d
+
+
+@pytest.fixture
+def probes(tmp_path):
+    p = tmp_path / "probes.jsonl"
+    p.write_text(json.dumps({"id": "p1", "kind": "qa", "question": "When was Zorvath Quell born?",
+                             "answers": ["1962"], "doc_id": "d1"}) + "\n")
+    return p
+
+
+def test_malformed_jsonl_names_the_line(capsys, tmp_path, probes):
+    bad = tmp_path / "docs.jsonl"
+    bad.write_text('{"id": "d1", "text": "fine"}\n{"id": "d2", "text": \n')
+    code, err = run(capsys, "bench", "--out", str(tmp_path / "out"), "data.source=jsonl", f"data.path={bad}",
+                    f"data.probes={probes}")
+    assert code == 2 and f"{bad}:2: malformed JSON" in err
+    _one_clean_line(err)
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_missing_field_names_line_and_field(capsys, tmp_path, docs):
+    bad = tmp_path / "probes.jsonl"
+    bad.write_text(json.dumps({"id": "p1", "kind": "qa", "answers": ["x"]}) + "\n")
+    code, err = run(capsys, "bench", "--out", str(tmp_path / "out"), "data.source=jsonl", f"data.path={docs}",
+                    f"data.probes={bad}")
+    assert code == 2 and f"{bad}:1: missing field 'question'" in err
+    _one_clean_line(err)
+
+
+def test_empty_corpus(capsys, tmp_path, probes):
+    empty = tmp_path / "texts"
+    empty.mkdir()
+    code, err = run(capsys, "bench", "--out", str(tmp_path / "out"), "data.source=textdir", f"data.path={empty}",
+                    f"data.probes={probes}")
+    assert code == 2 and "is empty: no documents" in err
+    _one_clean_line(err)
+
+
+def test_unknown_method(capsys, tmp_path):
+    code, err = run(capsys, "bench", "--methods", "base,telepathy", "--out", str(tmp_path / "out"))
+    assert code == 2 and "unknown method 'telepathy'" in err
+    _one_clean_line(err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_config_key(capsys, tmp_path):
+    code, err = run(capsys, "bench", "--out", str(tmp_path / "out"), "train.learning_rate=1")
+    assert code == 2 and "unknown config key 'train.learning_rate'" in err
+    _one_clean_line(err)
+
+
+def test_model_path_that_does_not_exist(capsys, tmp_path):
+    code, err = run(capsys, "eval", "--model", str(tmp_path / "no-such-model"))
+    assert code == 2 and "no-such-model" in err and "no such directory" in err
+    _one_clean_line(err)
+
+
+def test_directory_that_is_not_a_model(capsys, tmp_path):
+    code, err = run(capsys, "eval", "--model", str(tmp_path))
+    assert code == 2 and "config.json is missing" in err
+    _one_clean_line(err)
+
+
+def test_missing_config_file_and_bad_flag(capsys, tmp_path):
+    code, err = run(capsys, "bench", "--config", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "nope.yaml: no such config file" in err
+    _one_clean_line(err)
+    code, err = run(capsys, "bench", "--seeds", "many")
+    assert code == 2 and "--seeds" in err
+    _one_clean_line(err)
+
+
+def test_lapael_squad_missing_directory(capsys, tmp_path):
+    code, err = run(capsys, "bench", "--out", str(tmp_path / "out"), "data.source=lapael-squad",
+                    f"data.path={tmp_path / 'nowhere'}")
+    assert code == 2 and "nowhere: no such directory" in err
+    _one_clean_line(err)
+
+
+def test_ft_para_without_paraphrases_is_a_user_error(capsys, tmp_path, tiny_model_dir, docs, probes):
+    code, err = run(capsys, "bench", "--methods", "ft-para", "--out", str(tmp_path / "out"),
+                    f"model={tiny_model_dir}", "data.source=jsonl", f"data.path={docs}", f"data.probes={probes}")
+    assert code == 2 and "has no paraphrases" in err
+    _one_clean_line(err)
+
+
+def test_existing_eval_output_is_not_overwritten(capsys, tmp_path, tiny_model_dir, probes):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("mine")
+    code, err = run(capsys, "eval", "--model", str(tiny_model_dir), "--probes", str(probes), "--out", str(out))
+    assert code == 2 and "already exists" in err
+    assert (out / "results.json").read_text() == "mine"

@@ -1,0 +1,74 @@
+"""The suite runner on the tiny model: run directory, results schema, seeds, resume, refusal."""
+
+import json
+
+import pytest
+
+from kinject import bench
+from kinject.config import load_config
+from kinject.errors import UserError
+
+TINY_WORLD = ["data.builtin.test_people=2", "data.builtin.test_orgs=1", "data.builtin.train_people=2",
+              "data.builtin.train_orgs=1", "data.builtin.paraphrases=2", "para.k=2", "train.epochs=1",
+              "train.bf16=false", "train.progress=false", "eval.bf16=false", "eval.progress=false",
+              "eval.max_new_tokens=3", "eval.cloze_max_new_tokens=3", "eval.limit=4"]
+
+
+def _cfg(model_dir, *extra):
+    return load_config(None, [f"model={model_dir}", *TINY_WORLD, *extra])
+
+
+def test_bench_writes_a_complete_run_directory(tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, "methods=[base,ft,ft-para]", "seeds=[0,1]")
+    results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    out = tmp_path / "run"
+    assert (out / "config.yaml").is_file() and (out / "report.md").is_file()
+    on_disk = json.loads((out / "results.json").read_text())
+    assert on_disk["schema_version"] == 1 and on_disk["seeds"] == [0, 1]
+    assert set(on_disk["methods"]) == {"base", "ft", "ft-para"}
+    assert set(on_disk["data"]["hash"]) == {"0", "1"} and on_disk["data"]["hash"]["0"] != on_disk["data"]["hash"]["1"]
+    for name, entry in on_disk["methods"].items():
+        assert entry["seeds"] == [0, 1]
+        assert "mcq.acc" in entry["mean"] and "mcq.acc" in entry["stderr"]
+        assert (out / "samples" / f"{name}-seed0.jsonl").is_file()
+    base, ft, para = (on_disk["methods"][m]["mean"]["train_tokens"] for m in ("base", "ft", "ft-para"))
+    assert base == 0 and 0 < ft < para
+    assert 0 <= results["methods"]["ft"]["mean"]["retention.accuracy"] <= 1
+    assert "± " in (out / "report.md").read_text()
+
+
+def test_resume_keeps_finished_cells(tiny_model_dir, tmp_path, monkeypatch):
+    cfg = _cfg(tiny_model_dir, "methods=[base,ft]")
+    bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    (tmp_path / "run" / "cells" / "ft-seed0.json").unlink()
+    calls = []
+    real = bench.run_cell
+    monkeypatch.setattr(bench, "run_cell", lambda m, *a: calls.append(m) or real(m, *a))
+    bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    assert calls == ["ft"]
+
+
+def test_a_different_config_is_refused_and_nothing_is_overwritten(tiny_model_dir, tmp_path):
+    out = tmp_path / "run"
+    bench.run_bench(_cfg(tiny_model_dir, "methods=[base]"), out, log=lambda m: None)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(UserError, match="different config"):
+        bench.run_bench(_cfg(tiny_model_dir, "methods=[base]", "train.lr=0.5"), out, log=lambda m: None)
+    assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(UserError, match="not a kinject run"):
+        bench.run_bench(_cfg(tiny_model_dir, "methods=[base]"), other, log=lambda m: None)
+    assert (other / "notes.txt").read_text() == "keep me"
+
+
+def test_relative_retention_is_against_base_of_the_same_seed():
+    from kinject.report.aggregate import add_relative_retention
+
+    cells = {"base": {0: {"metrics": {"retention.accuracy": 0.8}}, 1: {"metrics": {"retention.accuracy": 0.5}}},
+             "ft": {0: {"metrics": {"retention.accuracy": 0.4}}, 1: {"metrics": {"retention.accuracy": 0.5}}}}
+    add_relative_retention(cells)
+    assert cells["ft"][0]["metrics"]["retention.relative"] == 0.5
+    assert cells["ft"][1]["metrics"]["retention.relative"] == 1.0
+    assert cells["base"][0]["metrics"]["retention.relative"] == 1.0
