@@ -26,20 +26,21 @@ def test_cached_generation_equals_plain_greedy(tiny):
     assert any(got)  # a random model still emits something
 
 
-def test_cached_loglikelihood_equals_plain_forward(tiny):
+def test_cached_choice_scores_equal_plain_forward(tiny):
     model, tok = tiny.model, tiny.tokenizer
-    lm = PrefixLM(model, tok, PREFIX, batch_size=3, bf16=False, progress=False)
-    pairs = [(PROMPTS[0], " William Shakespeare"), (PROMPTS[1], " 4"), (PROMPTS[2], " Earth")]
-    got = lm.loglikelihood(pairs)
-    for (ctx, cont), (ll, n) in zip(pairs, got):
-        c = tok(PREFIX, add_special_tokens=True).input_ids + tok(ctx, add_special_tokens=False).input_ids
-        k = tok(cont, add_special_tokens=False).input_ids
-        ids = torch.tensor([c + k])
-        with torch.no_grad():
-            logp = torch.log_softmax(model(ids).logits[0].float(), -1)
-        want = sum(logp[len(c) - 1 + i, t].item() for i, t in enumerate(k))
-        assert n == len(k)
-        assert abs(ll - want) < 1e-3
+    lm = PrefixLM(model, tok, PREFIX, batch_size=2, bf16=False, progress=False)
+    choices = [[" William Shakespeare", " Homer"], [" 4", " five", " 22 or so"], [" Earth"]]
+    got = lm.score_choices(PROMPTS, choices)
+    for ctx, conts, scores in zip(PROMPTS, choices, got):
+        assert len(scores) == len(conts)
+        for cont, (ll, n) in zip(conts, scores):
+            c = tok(PREFIX, add_special_tokens=True).input_ids + tok(ctx, add_special_tokens=False).input_ids
+            k = tok(cont, add_special_tokens=False).input_ids
+            with torch.no_grad():
+                logp = torch.log_softmax(model(torch.tensor([c + k])).logits[0].float(), -1)
+            want = sum(logp[len(c) - 1 + i, t].item() for i, t in enumerate(k))
+            assert n == len(k)
+            assert abs(ll - want) < 1e-3, (cont, ll, want)
 
 
 def test_evaluate_records_every_probe_with_prompt_prediction_and_score(tiny):

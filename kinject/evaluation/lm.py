@@ -65,6 +65,17 @@ class PrefixLM:
         # Without a prefix the tokenizer's own special tokens (e.g. BOS) start the sequence.
         return self.tok(text, add_special_tokens=not self.prefix_ids).input_ids
 
+    def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids, mask), each [batch, longest]: padding on the left, between prefix and prompt.
+
+        Positions are computed from the mask, so the padding changes no real token's position.
+        """
+        width = max(len(s) for s in seqs)
+        pad = self.tok.pad_token_id
+        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
+        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+        return ids, mask
+
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, desc: str = "generate") -> list[str]:
         """Greedy continuation of ``prefix + prompt`` for each prompt, cut at the first newline."""
         newline = _newline_ids(self.tok)
@@ -74,10 +85,7 @@ class PrefixLM:
         results: list[str] = [""] * len(prompts)
         for idx in self._batches(len(prompts), desc):
             seqs = [encoded[i] for i in idx]
-            width = max(len(s) for s in seqs)
-            pad = self.tok.pad_token_id
-            ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
-            mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
+            ids, mask = self._left_pad(seqs)
             full_mask = torch.cat([torch.ones(len(seqs), p, dtype=mask.dtype, device=self.device), mask], 1)
             pos = (p + mask.cumsum(1) - 1).clamp(min=p)
             cache = self._cache_for(len(seqs))
@@ -104,33 +112,43 @@ class PrefixLM:
                 results[i] = text.split("\n", 1)[0].strip()
         return results
 
-    def loglikelihood(self, pairs: Sequence[tuple[str, str]], desc: str = "score") -> list[tuple[float, int]]:
-        """For each (context, continuation): summed log p(continuation | prefix + context), tokens.
+    def score_choices(self, contexts: Sequence[str], choices: Sequence[Sequence[str]], desc: str = "score"
+                      ) -> list[list[tuple[float, int]]]:
+        """For each context and each of its continuations: (summed log p(continuation |
+        prefix + context), number of continuation tokens).
 
-        Context and continuation are tokenized apart and joined (as lm-evaluation-harness does).
+        The context runs once and its cache is shared by its continuations. Context and
+        continuation are tokenized apart and joined, as lm-evaluation-harness does.
         """
         p = len(self.prefix_ids)
-        encoded = []
-        for ctx, cont in pairs:
-            c, k = self._encode(ctx), self.tok(cont, add_special_tokens=False).input_ids
-            if not c or not k:
-                raise ValueError(f"empty context or continuation in {(ctx, cont)!r}")
-            encoded.append((c, k))
-        results: list[tuple[float, int]] = [(0.0, 0)] * len(pairs)
-        for idx in self._batches(len(pairs), desc):
-            seqs = [encoded[i][0] + encoded[i][1] for i in idx]
-            width = max(len(s) for s in seqs)
-            ids = torch.tensor([s + [self.tok.pad_token_id] * (width - len(s)) for s in seqs], device=self.device)
-            mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs], device=self.device)
-            full_mask = torch.cat([torch.ones(len(seqs), p, dtype=mask.dtype, device=self.device), mask], 1)
-            pos = p + torch.arange(width, device=self.device).expand(len(seqs), -1)
+        enc_ctx = [self._encode(c) for c in contexts]
+        enc_ch = [[self.tok(c, add_special_tokens=False).input_ids for c in cs] for cs in choices]
+        for ctx, cs, raw in zip(enc_ctx, enc_ch, choices):
+            if not ctx or not all(cs):
+                raise ValueError(f"empty context or continuation among {raw!r}")
+        results: list[list[tuple[float, int]]] = [[] for _ in contexts]
+        for idx in self._batches(len(contexts), desc):
+            ctx = [enc_ctx[i] for i in idx]
+            ids, mask = self._left_pad(ctx)
+            full_mask = torch.cat([torch.ones(len(ctx), p, dtype=mask.dtype, device=self.device), mask], 1)
+            pos = (p + mask.cumsum(1) - 1).clamp(min=p)
+            rows = [(b, k) for b, i in enumerate(idx) for k in range(len(enc_ch[i]))]
+            conts = [enc_ch[idx[b]][k] for b, k in rows]
+            width = max(len(c) for c in conts)
+            row_b = torch.tensor([b for b, _ in rows], device=self.device)
+            cont_ids = torch.tensor([c + [self.tok.pad_token_id] * (width - len(c)) for c in conts], device=self.device)
+            cont_mask = torch.tensor([[1] * len(c) + [0] * (width - len(c)) for c in conts], device=self.device)
             with self._ctx():
-                logits = self.model(input_ids=ids, attention_mask=full_mask, position_ids=pos,
-                                    past_key_values=self._cache_for(len(seqs)), use_cache=True).logits
-            logprobs = torch.log_softmax(logits.float(), -1)
-            for j, i in enumerate(idx):
-                c, k = encoded[i]
-                target = torch.tensor(k, device=self.device)
-                rows = logprobs[j, len(c) - 1: len(c) - 1 + len(k)]
-                results[i] = (float(rows.gather(1, target[:, None]).sum()), len(k))
+                out = self.model(input_ids=ids, attention_mask=full_mask, position_ids=pos,
+                                 past_key_values=self._cache_for(len(ctx)), use_cache=True)
+                first = torch.log_softmax(out.logits[:, -1].float(), -1)
+                cache = out.past_key_values
+                cache.batch_select_indices(row_b)
+                out2 = self.model(input_ids=cont_ids, attention_mask=torch.cat([full_mask[row_b], cont_mask], 1),
+                                  position_ids=pos[row_b, -1:] + 1 + torch.arange(width, device=self.device),
+                                  past_key_values=cache, use_cache=True)
+            rest = torch.log_softmax(out2.logits.float(), -1)
+            for r, ((b, _), cont) in enumerate(zip(rows, conts)):
+                ll = first[b, cont[0]].item() + sum(rest[r, t - 1, cont[t]].item() for t in range(1, len(cont)))
+                results[idx[b]].append((ll, len(cont)))
         return results

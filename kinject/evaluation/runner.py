@@ -15,9 +15,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from kinject.data.builtin.retention import RETENTION_FEWSHOT, retention_probes
+from kinject.data.builtin.retention import RETENTION_FEWSHOT, RETENTION_FILE, retention_probes
 from kinject.data.schema import Corpus, Probe
 from kinject.evaluation.lm import PrefixLM
 from kinject.evaluation.metrics import NORMALISATION, mean, score_answer
@@ -29,7 +30,11 @@ _SENTENCE_END = re.compile(r"(?<=[^\s.]{2})\.(\s|$)")
 
 @dataclass
 class EvalConfig:
-    """What to evaluate and how. ``limit``: at most this many probes per kind (None = all)."""
+    """What to evaluate and how. ``limit``: at most this many probes per kind (None = all).
+
+    ``retention_file``: a JSONL of {question, answer} general-knowledge probes (None = the
+    shipped set the default model answers correctly).
+    """
 
     kinds: list[str] = field(default_factory=lambda: ["qa", "mcq", "cloze", "retention"])
     batch_size: int = 16
@@ -37,6 +42,7 @@ class EvalConfig:
     cloze_max_new_tokens: int = 12
     bf16: str | bool = "auto"
     limit: int | None = None
+    retention_file: str | None = None
     progress: bool = True
 
 
@@ -80,7 +86,8 @@ def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: Context
     qa_lm = None
     for kind in cfg.kinds:
         if kind == "retention":
-            probes = _limit(retention_probes(), cfg.limit)
+            source = Path(cfg.retention_file) if cfg.retention_file else RETENTION_FILE
+            probes = _limit(retention_probes(source), cfg.limit)
         else:
             probes = _limit(corpus.probes_of(kind), cfg.limit)
         if not probes:
@@ -92,11 +99,9 @@ def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: Context
             preds = qa_lm.generate(prompts, cfg.max_new_tokens, desc="qa")
             records = _answer_records(probes, prompts, preds, header)
         elif kind == "mcq":
-            pairs = [(prompt, " " + c) for prompt, p in zip(prompts, probes) for c in p.choices]
-            lls = iter(qa_lm.loglikelihood(pairs, desc="mcq"))
+            scored = qa_lm.score_choices(prompts, [[" " + c for c in p.choices] for p in probes], desc="mcq")
             records = []
-            for prompt, p in zip(prompts, probes):
-                scores = [next(lls) for _ in p.choices]
+            for prompt, p, scores in zip(prompts, probes, scored):
                 ll = [s for s, _ in scores]
                 norm = [s / max(1, len(c.encode())) for s, c in zip(ll, p.choices)]
                 records.append({
