@@ -16,6 +16,7 @@ resumes where it stopped. A directory holding another run's config is refused, n
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -50,6 +51,16 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     atomic_write_text(cfg_file, text)
 
 
+def is_main_process() -> bool:
+    """Rank 0 (or no distributed launch): the process that evaluates and writes files.
+
+    Under ``accelerate launch``/torchrun every rank runs the same suite so that the Trainer can
+    shard each training run; only rank 0 evaluates and writes, the others wait at the next
+    training run's first collective.
+    """
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def _seed_everything(seed: int) -> None:
     from transformers import set_seed
 
@@ -64,6 +75,8 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path) 
     loaded = load_model(cfg.model)
     workdir = out / "models" / f"{method}-seed{seed}"
     injected = spec.fn(InjectRequest(loaded, corpus, cfg, seed, workdir))
+    if not is_main_process():
+        return {}
     eval_start = time.perf_counter()
     metrics, samples = evaluate(injected.model, injected.tokenizer, corpus, cfg.eval, injected.context)
     eval_seconds = time.perf_counter() - eval_start
@@ -98,7 +111,9 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
             check = get_method(method).check
             if check is not None:
                 check(corpus, cfg)
-    prepare_run_dir(out, cfg)
+    main = is_main_process()
+    if main:
+        prepare_run_dir(out, cfg)
     cells: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in methods}
     for seed, corpus in corpora.items():
         for method in methods:
@@ -109,8 +124,11 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
                 continue
             log(f"[seed {seed}] {method}: injecting and evaluating")
             cell = run_cell(method, seed, corpus, cfg, out)
-            write_json(cell_file, cell)
-            cells[method][seed] = cell
+            if main:
+                write_json(cell_file, cell)
+                cells[method][seed] = cell
+    if not main:
+        return {}
     hashes = {str(seed): c.content_hash() for seed, c in corpora.items()}
     data = {"name": corpus.name, "source": cfg.data.source, "documents": len(corpus.documents),
             "probes": len(corpus.probes), "hash": hashes}

@@ -79,6 +79,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cfg.seeds = list(range(args.seeds))
     start = time.perf_counter()
     results = run_bench(cfg, Path(args.out), log=lambda m: print(m, file=sys.stderr, flush=True))
+    if not results:  # a non-zero rank of a distributed launch
+        return 0
     print(format_table(results))
     print(f"run directory: {args.out} ({time.perf_counter() - start:.0f} s)")
     return 0
