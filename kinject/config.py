@@ -45,9 +45,14 @@ class DataConfig:
 
 @dataclass
 class ParaConfig:
-    """Data-level paraphrases for ``ft-para``: ``k`` paraphrases per document (gold for builtin)."""
+    """Data-level paraphrases for ``ft-para``: ``k`` paraphrases per document (gold for builtin).
 
-    k: int = 5
+    ``epochs``: passes over documents + paraphrases (None = ``train.epochs``). The default pairs
+    with ``train.epochs`` so that ``ft`` and ``ft-para`` take the same number of steps.
+    """
+
+    k: int = 4
+    epochs: float | None = 2.0
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """``ft`` (continued pre-training on the documents) and ``ft-para`` (documents + paraphrases).
 
-Both use the shared ``train`` config (full, LoRA, or a layer/module subset) so that the only
-difference between them is the data: ``ft-para`` adds ``para.k`` paraphrases per document.
+Both use the shared ``train`` config (full, LoRA, or a layer/module subset); ``ft-para`` adds
+``para.k`` paraphrases per document and makes ``para.epochs`` passes over the larger set.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
@@ -31,9 +33,10 @@ def paraphrase_texts(corpus: Corpus, k: int) -> list[str]:
     return [p for d in corpus.documents for p in corpus.paraphrases.get(d.id, [])[:k]]
 
 
-def finetune(req: InjectRequest, texts: list[str], **info) -> Injected:
-    """Train the request's model on ``texts`` with the run's ``train`` config."""
-    model, res = train_causal_lm(req.loaded.model, req.loaded.tokenizer, texts, req.cfg.train, req.seed)
+def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, **info) -> Injected:
+    """Train the request's model on ``texts`` with the run's ``train`` config (``epochs`` overrides)."""
+    cfg = req.cfg.train if epochs is None else dataclasses.replace(req.cfg.train, epochs=epochs)
+    model, res = train_causal_lm(req.loaded.model, req.loaded.tokenizer, texts, cfg, req.seed)
     return Injected(model, req.loaded.tokenizer, train_tokens=res.tokens, train_seconds=res.seconds,
                     train_steps=res.steps, trainable_params=res.trainable_params,
                     info={"texts": len(texts), "losses": res.losses, **info})
@@ -47,4 +50,4 @@ def ft(req: InjectRequest) -> Injected:
 @register_method("ft-para", "fine-tuning on the documents plus para.k paraphrases of each", check=check_paraphrases)
 def ft_para(req: InjectRequest) -> Injected:
     extra = paraphrase_texts(req.corpus, req.cfg.para.k)
-    return finetune(req, document_texts(req.corpus) + extra, paraphrases=len(extra))
+    return finetune(req, document_texts(req.corpus) + extra, epochs=req.cfg.para.epochs, paraphrases=len(extra))

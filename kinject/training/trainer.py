@@ -34,8 +34,8 @@ class TrainConfig:
     """
 
     mode: str = "full"
-    lr: float = 1e-4
-    epochs: float = 5.0
+    lr: float = 3e-4
+    epochs: float = 10.0
     batch_size: int = 8
     grad_accum: int = 1
     scheduler: str = "constant"
