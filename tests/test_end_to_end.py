@@ -1,14 +1,14 @@
 """End to end on the real embedded SmolLM2-135M-Instruct (converted from its GGUF on first use)."""
 
 import json
+from pathlib import Path
 
 import pytest
 
 from kinject.cli import main
 
-from .conftest import FIXTURES
-
 pytestmark = pytest.mark.slow
+FIXTURES = Path(__file__).parent / "fixtures"
 
 SMALL = ["data.builtin.test_people=2", "data.builtin.test_orgs=1", "data.builtin.train_people=4",
          "data.builtin.train_orgs=2", "train.epochs=2", "train.progress=false", "eval.progress=false"]
