@@ -130,8 +130,9 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     if not main:
         return {}
     hashes = {str(seed): c.content_hash() for seed, c in corpora.items()}
-    data = {"name": corpus.name, "source": cfg.data.source, "documents": len(corpus.documents),
-            "probes": len(corpus.probes), "hash": hashes}
+    last = corpora[cfg.seeds[-1]]
+    data = {"name": last.name, "source": cfg.data.source, "documents": len(last.documents),
+            "probes": len(last.probes), "hash": hashes}
     model = {"name": cfg.model, "path": resolve_model_path(cfg.model)}
     results = build_results(cells, config=cfg.to_dict(), model=model, data=data)
     write_json(out / "results.json", results)
