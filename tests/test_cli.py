@@ -1,0 +1,37 @@
+"""inject -> eval round trip and the help text, on the tiny model."""
+
+import json
+
+from kinject.cli import build_parser, main
+
+from .test_bench import TINY_WORLD
+
+
+def test_inject_then_eval_a_saved_model(tiny_model_dir, tmp_path, capsys):
+    saved = tmp_path / "ft-model"
+    assert main(["inject", "--method", "ft", "--out", str(saved), f"model={tiny_model_dir}", *TINY_WORLD]) == 0
+    assert (saved / "config.json").is_file() and (saved / "model.safetensors").is_file()
+    probes = tmp_path / "probes.jsonl"
+    probes.write_text(json.dumps({"id": "p", "kind": "mcq", "question": "Which?", "answers": ["a b"],
+                                  "choices": ["a b", "c d"], "label": 0}) + "\n")
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(saved), "--probes", str(probes), "--out", str(out),
+                 "eval.kinds=[mcq]", "eval.progress=false"]) == 0
+    printed = capsys.readouterr().out
+    assert "mcq" in printed and "seed: 0" in printed
+    result = json.loads((out / "results.json").read_text())
+    assert result["metrics"]["mcq"]["n"] == 1
+    assert len((out / "samples.jsonl").read_text().splitlines()) == 1
+
+
+def test_help_lists_every_command_and_the_override_syntax(capsys):
+    text = build_parser().format_help()
+    for cmd in ("bench", "inject", "eval", "methods"):
+        assert cmd in text
+    assert "key=value" in text
+
+
+def test_methods_lists_the_registry(capsys):
+    assert main(["methods"]) == 0
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names[:3] == ["base", "ft", "ft-para"]
