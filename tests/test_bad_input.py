@@ -117,3 +117,9 @@ def test_existing_eval_output_is_not_overwritten(capsys, tmp_path, tiny_model_di
     code, err = run(capsys, "eval", "--model", str(tiny_model_dir), "--probes", str(probes), "--out", str(out))
     assert code == 2 and "already exists" in err
     assert (out / "results.json").read_text() == "mine"
+
+
+def test_unknown_probe_kind_in_eval_kinds(capsys, tmp_path, tiny_model_dir, probes):
+    code, err = run(capsys, "eval", "--model", str(tiny_model_dir), "--probes", str(probes), "eval.kinds=[qaa]")
+    assert code == 2 and "eval.kinds: unknown probe kind 'qaa'" in err
+    _one_clean_line(err)

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from kinject.data.builtin.retention import RETENTION_FEWSHOT, RETENTION_FILE, retention_probes
-from kinject.data.schema import Corpus, Probe
+from kinject.data.schema import PROBE_KINDS, Corpus, Probe
+from kinject.errors import UserError
 from kinject.evaluation.lm import PrefixLM
 from kinject.evaluation.metrics import NORMALISATION, mean, score_answer
 from kinject.hardware import resolve_bf16
@@ -55,10 +56,6 @@ def qa_suffix(probe: Probe, context: str = "") -> str:
     return (context + "\n" if context else "") + f"Question: {probe.question}\nAnswer:"
 
 
-def _limit(probes: list[Probe], n: int | None) -> list[Probe]:
-    return probes if n is None else probes[:n]
-
-
 def _answer_records(probes: list[Probe], prompts: list[str], preds: list[str], header: str) -> list[dict[str, Any]]:
     return [
         {"probe_id": p.id, "kind": p.kind, "prompt": header + prompt, "prediction": pred,
@@ -72,57 +69,65 @@ def _summarise(kind: str, records: list[dict[str, Any]]) -> dict[str, float]:
     return {k: mean([r[k] for r in records]) for k in keys} | {"n": len(records)}
 
 
+def _mcq_records(lm: PrefixLM, probes: list[Probe], prompts: list[str], header: str) -> list[dict[str, Any]]:
+    scored = lm.score_choices(prompts, [[" " + c for c in p.choices] for p in probes], desc="mcq")
+    records = []
+    for prompt, p, scores in zip(prompts, probes, scored):
+        ll = [s for s, _ in scores]
+        norm = [s / max(1, len(c.encode())) for s, c in zip(ll, p.choices)]
+        records.append({
+            "probe_id": p.id, "kind": "mcq", "prompt": header + prompt, "choices": p.choices,
+            "label": p.label, "loglikelihoods": ll,
+            "acc": float(max(range(len(ll)), key=ll.__getitem__) == p.label),
+            "acc_norm": float(max(range(len(norm)), key=norm.__getitem__) == p.label),
+        })
+    return records
+
+
+def _probes(corpus: Corpus, kind: str, cfg: EvalConfig) -> list[Probe]:
+    if kind == "retention":
+        probes = retention_probes(Path(cfg.retention_file) if cfg.retention_file else RETENTION_FILE)
+    else:
+        probes = corpus.probes_of(kind)
+    return probes if cfg.limit is None else probes[: cfg.limit]
+
+
 def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: ContextFn | None = None
              ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
-    """Evaluate ``model`` on ``corpus``'s probes.
+    """Evaluate ``model`` on ``corpus``'s probes of the kinds in ``cfg.kinds``.
 
     Returns (metrics per probe kind, one record per probe). With ``context``, QA and MCQ
-    prompts carry the retrieved text before the question.
+    prompts carry the retrieved text before the question. Kinds without probes are skipped.
     """
+    unknown = [k for k in cfg.kinds if k not in PROBE_KINDS]
+    if unknown:
+        raise UserError(f"eval.kinds: unknown probe kind {unknown[0]!r} (known: {', '.join(PROBE_KINDS)})")
     kw = {"batch_size": cfg.batch_size, "bf16": resolve_bf16(cfg.bf16), "progress": cfg.progress}
     header = qa_header(corpus.instruction, corpus.fewshot)
     metrics: dict[str, dict[str, float]] = {}
     samples: list[dict[str, Any]] = []
     qa_lm = None
     for kind in cfg.kinds:
-        if kind == "retention":
-            source = Path(cfg.retention_file) if cfg.retention_file else RETENTION_FILE
-            probes = _limit(retention_probes(source), cfg.limit)
-        else:
-            probes = _limit(corpus.probes_of(kind), cfg.limit)
+        probes = _probes(corpus, kind, cfg)
         if not probes:
             continue
         if kind in ("qa", "mcq"):
             qa_lm = qa_lm or PrefixLM(model, tokenizer, header, **kw)
             prompts = [qa_suffix(p, context(p) if context else "") for p in probes]
-        if kind == "qa":
-            preds = qa_lm.generate(prompts, cfg.max_new_tokens, desc="qa")
-            records = _answer_records(probes, prompts, preds, header)
-        elif kind == "mcq":
-            scored = qa_lm.score_choices(prompts, [[" " + c for c in p.choices] for p in probes], desc="mcq")
-            records = []
-            for prompt, p, scores in zip(prompts, probes, scored):
-                ll = [s for s, _ in scores]
-                norm = [s / max(1, len(c.encode())) for s, c in zip(ll, p.choices)]
-                records.append({
-                    "probe_id": p.id, "kind": "mcq", "prompt": header + prompt, "choices": p.choices,
-                    "label": p.label, "loglikelihoods": ll,
-                    "acc": float(max(range(len(ll)), key=ll.__getitem__) == p.label),
-                    "acc_norm": float(max(range(len(norm)), key=norm.__getitem__) == p.label),
-                })
+            if kind == "qa":
+                records = _answer_records(probes, prompts, qa_lm.generate(prompts, cfg.max_new_tokens, desc="qa"),
+                                          header)
+            else:
+                records = _mcq_records(qa_lm, probes, prompts, header)
         elif kind == "cloze":
-            lm = PrefixLM(model, tokenizer, "", **kw)
             prompts = [p.question for p in probes]
-            preds = [_SENTENCE_END.split(x, 1)[0] for x in lm.generate(prompts, cfg.cloze_max_new_tokens, desc="cloze")]
-            records = _answer_records(probes, prompts, preds, "")
-        elif kind == "retention":
+            raw = PrefixLM(model, tokenizer, "", **kw).generate(prompts, cfg.cloze_max_new_tokens, desc="cloze")
+            records = _answer_records(probes, prompts, [_SENTENCE_END.split(x, 1)[0] for x in raw], "")
+        else:  # retention: its own general-knowledge few-shot header
             r_header = qa_header("Answer the questions.", RETENTION_FEWSHOT)
-            lm = PrefixLM(model, tokenizer, r_header, **kw)
             prompts = [qa_suffix(p) for p in probes]
-            records = _answer_records(probes, prompts, lm.generate(prompts, cfg.max_new_tokens, desc="retention"),
-                                      r_header)
-        else:
-            raise ValueError(f"unknown probe kind {kind!r}")
+            preds = PrefixLM(model, tokenizer, r_header, **kw).generate(prompts, cfg.max_new_tokens, desc="retention")
+            records = _answer_records(probes, prompts, preds, r_header)
         metrics[kind] = _summarise(kind, records)
         samples.extend(records)
     metrics["normalisation"] = NORMALISATION  # type: ignore[assignment]
