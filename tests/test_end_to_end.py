@@ -64,3 +64,17 @@ def test_lapael_squad_base_reports_em_and_f1(tmp_path, capsys):
     base = json.loads((out / "results.json").read_text())["methods"]["base"]["mean"]
     assert {"qa.em", "qa.f1", "qa.accuracy"} <= set(base)
     assert "QA F1" in capsys.readouterr().out
+
+
+def test_prefix_cache_tokenizes_prompts_as_whole_strings(real):
+    """The cached header plus each prompt must give the tokens of the joined string."""
+    from kinject.data.builtin.world import BuiltinConfig, build_world
+    from kinject.evaluation.lm import PrefixLM
+    from kinject.evaluation.runner import qa_header, qa_suffix
+
+    corpus = build_world(BuiltinConfig(test_people=2, test_orgs=1), 0)
+    header = qa_header(corpus.instruction, corpus.fewshot)
+    lm = PrefixLM(real.model, real.tokenizer, header, bf16=False, progress=False)
+    for probe in corpus.probes_of("qa"):
+        prompt = qa_suffix(probe)
+        assert lm.prefix_ids + lm._encode(prompt) == real.tokenizer(header + prompt).input_ids

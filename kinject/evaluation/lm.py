@@ -35,7 +35,12 @@ class PrefixLM:
         self.model, self.tok = model, tokenizer
         self.batch_size, self.bf16, self.progress = batch_size, bf16, progress
         self.device = next(model.parameters()).device
-        self.prefix_ids = tokenizer(prefix, add_special_tokens=True).input_ids if prefix else []
+        # The cache ends before the prefix's trailing whitespace, which is carried into every
+        # prompt instead: BPE tokenizers merge "\n\n" differently when text follows it, and the
+        # prompt must be tokenized as the whole string would be.
+        cached = prefix.rstrip()
+        self.carry = prefix[len(cached):]
+        self.prefix_ids = tokenizer(cached, add_special_tokens=True).input_ids if cached else []
         self._prefix_cache = None
         if self.prefix_ids:
             with self._ctx():
@@ -63,7 +68,7 @@ class PrefixLM:
 
     def _encode(self, text: str) -> list[int]:
         # Without a prefix the tokenizer's own special tokens (e.g. BOS) start the sequence.
-        return self.tok(text, add_special_tokens=not self.prefix_ids).input_ids
+        return self.tok(self.carry + text, add_special_tokens=not self.prefix_ids).input_ids
 
     def _left_pad(self, seqs: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         """(ids, mask), each [batch, longest]: padding on the left, between prefix and prompt.
