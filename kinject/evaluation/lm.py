@@ -1,8 +1,9 @@
 """Batched greedy generation and log-likelihood scoring that share one prompt prefix.
 
 Every probe of a benchmark shares the same few-shot header, so its key/value cache is computed
-once and repeated across each batch; only the probe's own tokens are run. On the default model
-this makes evaluation about 5x cheaper than re-running a ~150-token header per probe.
+once and repeated across each batch; only the probe's own tokens are run, and a multiple-choice
+question runs once for all its choices. On the default model this measured 5.7x (QA) and 8.3x
+(MCQ) faster than plain per-prompt calls (benchmarks/eval_speed.py).
 """
 
 from __future__ import annotations
