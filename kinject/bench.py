@@ -5,7 +5,7 @@ The run directory::
     config.yaml            the resolved config (a re-run with the same config resumes)
     cells/<method>-seed<s>.json   one finished (method, seed): metrics and costs
     samples/<method>-seed<s>.jsonl  every probe's prompt, prediction and score
-    models/<method>-seed<s>/       the injected model, when save_models is true
+    models/<method>-seed<s>/       the injected model (when save_models is true), the index (rag)
     results.json           aggregated over seeds (docs/results-schema.md)
     report.md              the comparison table and what was run
 
@@ -28,7 +28,7 @@ from kinject.data.loaders import load_corpus
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.evaluation.runner import evaluate
-from kinject.methods import InjectRequest, get_method, resolve_methods
+from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
 from kinject.models import load_model, resolve_model_path
 from kinject.report.aggregate import build_results, flatten_metrics
 from kinject.report.render import report_markdown
@@ -67,24 +67,34 @@ def _seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path) -> dict[str, Any]:
-    """Inject with ``method`` from a fresh base model, evaluate, write samples; return the cell."""
+def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
+             inner: Injected | None = None) -> tuple[dict[str, Any], Injected]:
+    """Inject with ``method`` from a fresh base model, evaluate, write samples.
+
+    ``inner``: for a composition (``ft+rag``), its inner method's result from this seed, already
+    in memory: only the modifier is applied (same seed, same model, no second training run).
+    Returns the cell and the injected result.
+    """
     spec = get_method(method)
     start = time.perf_counter()
     _seed_everything(seed)
     loaded = load_model(cfg.model)
-    workdir = out / "models" / f"{method}-seed{seed}"
-    injected = spec.fn(InjectRequest(loaded, corpus, cfg, seed, workdir))
+    req = InjectRequest(loaded, corpus, cfg, seed, out / "models" / f"{method}-seed{seed}")
+    if inner is not None and spec.wrap is not None:
+        injected = spec.wrap(inner, req)
+        injected.info = {**injected.info, "reused": spec.inner}
+    else:
+        injected = spec.fn(req)
     if not is_main_process():
-        return {}
+        return {}, injected
     eval_start = time.perf_counter()
     metrics, samples = evaluate(injected.model, injected.tokenizer, corpus, cfg.eval, injected.context)
     eval_seconds = time.perf_counter() - eval_start
     write_jsonl(out / "samples" / f"{method}-seed{seed}.jsonl", samples)
     if cfg.save_models and injected.train_steps:
-        injected.model.save_pretrained(workdir)
-        injected.tokenizer.save_pretrained(workdir)
-    return {
+        injected.model.save_pretrained(req.workdir)
+        injected.tokenizer.save_pretrained(req.workdir)
+    cell = {
         "method": method,
         "seed": seed,
         "metrics": flatten_metrics(metrics),
@@ -93,11 +103,13 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path) 
             "train_seconds": injected.train_seconds,
             "train_steps": injected.train_steps,
             "trainable_params": injected.trainable_params,
+            "index_seconds": injected.index_seconds,
             "eval_seconds": eval_seconds,
             "wall_seconds": time.perf_counter() - start,
         },
         "info": injected.info,
     }
+    return cell, injected
 
 
 def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -115,7 +127,9 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     if main:
         prepare_run_dir(out, cfg)
     cells: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in methods}
+    inners = {get_method(m).inner for m in methods}
     for seed, corpus in corpora.items():
+        held: dict[str, Injected] = {}  # results a later composition of this seed builds on
         for method in methods:
             cell_file = out / "cells" / f"{method}-seed{seed}.json"
             if cell_file.is_file():
@@ -123,7 +137,9 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
                 log(f"[seed {seed}] {method}: done earlier, kept")
                 continue
             log(f"[seed {seed}] {method}: injecting and evaluating")
-            cell = run_cell(method, seed, corpus, cfg, out)
+            cell, injected = run_cell(method, seed, corpus, cfg, out, held.get(get_method(method).inner or ""))
+            if method in inners:
+                held[method] = injected
             if main:
                 write_json(cell_file, cell)
                 cells[method][seed] = cell

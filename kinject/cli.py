@@ -3,6 +3,8 @@
     kinject bench   [--config FILE] [--methods a,b|all] [--seeds N] [--out DIR] [key=value ...]
     kinject inject  --method NAME --out DIR [--config FILE] [--seed S] [key=value ...]
     kinject eval    --model PATH [--probes FILE] [--config FILE] [--seed S] [--out DIR] [key=value ...]
+    kinject index build CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
+    kinject index query DIR "question" [-k 5]
     kinject methods
 
 Bad input prints one line ``kinject: error: ...`` and exits with code 2.
@@ -56,7 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--seed", type=int, default=0, help="seed of the built-in world (default 0)")
     e.add_argument("--out", help="directory for results.json and samples.jsonl")
 
-    sub.add_parser("methods", help="list the registered methods")
+    ix = sub.add_parser("index", help="build or query a retrieval index (FAISS + docstore)")
+    ix_sub = ix.add_subparsers(dest="index_command", required=True, parser_class=_Parser)
+    ib = ix_sub.add_parser("build", help="chunk, embed and index a corpus", epilog=EPILOG)
+    ib.add_argument("corpus", help="a text directory, a documents JSONL, a LaPael SQuAD directory, or 'builtin'")
+    _common(ib)
+    ib.add_argument("--out", required=True, help="index directory to create (must not exist)")
+    ib.add_argument("--seed", type=int, default=0, help="seed of the built-in world (default 0)")
+    iq = ix_sub.add_parser("query", help="print the passages an index returns for a question, with scores")
+    iq.add_argument("index", help="an index directory from 'kinject index build'")
+    iq.add_argument("question")
+    iq.add_argument("-k", type=int, default=5, help="passages to return (default 5)")
+
+    sub.add_parser("methods", help="list the registered methods and modifiers")
     return parser
 
 
@@ -141,20 +155,68 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_methods(args: argparse.Namespace) -> int:
-    from kinject.methods.registry import method_specs
+def cmd_index(args: argparse.Namespace) -> int:
+    from kinject.retrieval.embedder import Embedder
+    from kinject.retrieval.index import PassageIndex, read_index_meta
+    from kinject.retrieval.retriever import Retriever, build_index, check_retrieval_config, load_embedder
 
-    for spec in method_specs():
-        print(f"{spec.name:12s} {spec.description}")
+    if args.index_command == "build":
+        cfg = _load_cfg(args)
+        out = Path(args.out)
+        if out.exists():
+            raise UserError(f"--out {out}: already exists; choose a new directory")
+        check_retrieval_config(cfg.retrieval)
+        from kinject.data.loaders import load_documents
+
+        name, documents = load_documents(args.corpus, cfg.data, args.seed)
+        start = time.perf_counter()
+        index = build_index(documents, cfg.retrieval, load_embedder(cfg.retrieval))
+        index.save(out)
+        print(f"{name}: {len(documents)} documents -> {len(index.chunks)} chunks ({index.meta['index']['type']}), "
+              f"embedder {cfg.retrieval.embedder}, {time.perf_counter() - start:.1f} s; index saved to {out}")
+        return 0
+    if args.k < 1:
+        raise UserError(f"-k must be >= 1, got {args.k}")
+    path = Path(args.index)
+    built_by = read_index_meta(path)["embedder"]
+    embedder = Embedder(built_by["name"], built_by["query_prefix"], built_by["passage_prefix"])
+    retriever = Retriever(embedder, PassageIndex.load(path, expect=embedder.describe()))
+    for hit in retriever.search([args.question], args.k)[0]:
+        c = hit.chunk
+        print(f"{hit.rank:>3}  {hit.score:.4f}  {c.doc_id} [{c.start}:{c.end}]  {c.text}")
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "methods": cmd_methods}
+def cmd_methods(args: argparse.Namespace) -> int:
+    from kinject.methods.registry import method_specs, modifier_specs
+
+    for spec in method_specs():
+        print(f"{spec.name:12s} {spec.description}")
+    for mod in modifier_specs():
+        print(f"{'<m>+' + mod.name:12s} any method m, {mod.description} (e.g. ft+{mod.name})")
+    return 0
+
+
+COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "index": cmd_index, "methods": cmd_methods}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse ``argv``; ``key=value`` overrides may sit anywhere, before or after options.
+
+    (argparse fills a positional list once, at its first chunk; later key=value words come back
+    as unknown arguments and are added to the overrides here.)
+    """
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:
+        if not hasattr(args, "overrides") or not all("=" in e and not e.startswith("-") for e in extra):
+            raise UserError(f"kinject: unrecognized arguments: {' '.join(extra)}")
+        args.overrides = [*args.overrides, *extra]
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_args(argv)
         import kinject.methods  # noqa: F401  (registers the methods)
 
         return COMMANDS[args.command](args)

@@ -20,6 +20,7 @@ from kinject.data.builtin.world import BuiltinConfig
 from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
 from kinject.models import DEFAULT_MODEL
+from kinject.retrieval.retriever import RetrievalConfig
 from kinject.training.trainer import TrainConfig
 
 DEFAULT_SUITE = ["base", "ft", "ft-para"]
@@ -65,6 +66,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     para: ParaConfig = field(default_factory=ParaConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_models: bool = False
 

@@ -123,3 +123,10 @@ def test_unknown_probe_kind_in_eval_kinds(capsys, tmp_path, tiny_model_dir, prob
     code, err = run(capsys, "eval", "--model", str(tiny_model_dir), "--probes", str(probes), "eval.kinds=[qaa]")
     assert code == 2 and "eval.kinds: unknown probe kind 'qaa'" in err
     _one_clean_line(err)
+
+
+def test_index_build_of_a_missing_corpus(capsys, tmp_path):
+    code, err = run(capsys, "index", "build", str(tmp_path / "nope"), "--out", str(tmp_path / "ix"))
+    assert code == 2 and "nope: no such file or directory" in err
+    _one_clean_line(err)
+    assert not (tmp_path / "ix").exists()

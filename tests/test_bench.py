@@ -72,3 +72,22 @@ def test_relative_retention_is_against_base_of_the_same_seed():
     assert cells["ft"][0]["metrics"]["retention.relative"] == 0.5
     assert cells["ft"][1]["metrics"]["retention.relative"] == 1.0
     assert cells["base"][0]["metrics"]["retention.relative"] == 1.0
+
+
+def test_a_composition_reuses_its_inner_result_of_the_same_seed(tiny_model_dir, tmp_path, monkeypatch):
+    from kinject.methods import finetune
+
+    trained = []
+    real = finetune.train_causal_lm
+    monkeypatch.setattr(finetune, "train_causal_lm", lambda *a, **k: trained.append(1) or real(*a, **k))
+    cfg = _cfg(tiny_model_dir, "methods=[ft,ft+rag,rag]", "retrieval.progress=false", "retrieval.cache=false")
+    results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    assert len(trained) == 1  # ft+rag applied retrieval to ft's model instead of training again
+    ft, ft_rag, rag = (results["methods"][m]["per_seed"]["0"] for m in ("ft", "ft+rag", "rag"))
+    assert ft_rag["info"]["reused"] == "ft" and ft_rag["cost"]["train_tokens"] == ft["cost"]["train_tokens"] > 0
+    assert rag["cost"]["train_tokens"] == 0 and rag["cost"]["index_seconds"] > 0
+    assert "qa.retrieval_recall" in rag["metrics"] and "qa.retrieval_recall" not in ft["metrics"]
+    assert (tmp_path / "run" / "models" / "rag-seed0" / "index" / "meta.json").is_file()
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples" / "rag-seed0.jsonl").open()]
+    assert all("Context: " in s["prompt"] and "passages" in s for s in samples)
+    assert "recall@k" in (tmp_path / "run" / "report.md").read_text()

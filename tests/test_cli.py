@@ -26,7 +26,7 @@ def test_inject_then_eval_a_saved_model(tiny_model_dir, tmp_path, capsys):
 
 def test_help_lists_every_command_and_the_override_syntax(capsys):
     text = build_parser().format_help()
-    for cmd in ("bench", "inject", "eval", "methods"):
+    for cmd in ("bench", "inject", "eval", "index", "methods"):
         assert cmd in text
     assert "key=value" in text
 
@@ -34,4 +34,20 @@ def test_help_lists_every_command_and_the_override_syntax(capsys):
 def test_methods_lists_the_registry(capsys):
     assert main(["methods"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names[:3] == ["base", "ft", "ft-para"]
+    assert names[:4] == ["base", "ft", "ft-para", "rag"] and "<m>+rag" in names
+
+
+def test_index_build_then_query_prints_scored_passages(tmp_path, capsys):
+    from .conftest import FIXTURES
+
+    out = tmp_path / "ix"
+    assert main(["index", "build", str(FIXTURES / "lapael-squad"), "--out", str(out), "retrieval.progress=false",
+                 "retrieval.cache=false"]) == 0
+    assert "chunks (flat)" in capsys.readouterr().out
+    assert main(["index", "build", str(FIXTURES / "lapael-squad"), "--out", str(out)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    first = json.loads((out / "chunks.jsonl").read_text().splitlines()[0])
+    assert main(["index", "query", str(out), first["text"], "-k", "2"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].split()[0] == "1" and first["doc_id"] in lines[0]
+    assert float(lines[0].split()[1]) >= float(lines[1].split()[1])

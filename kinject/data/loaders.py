@@ -98,8 +98,8 @@ def _load_probes(path: str | None, source: str) -> list[Probe]:
     return load_records(path, Probe.from_dict)
 
 
-def load_textdir(root: Path, probes: str | None) -> Corpus:
-    """Every .txt/.md file under ``root`` is a document (id = its relative path)."""
+def textdir_documents(root: Path) -> list[Document]:
+    """Every non-empty .txt/.md file under ``root`` is a document (id = its relative path)."""
     if not root.is_dir():
         raise UserError(f"{root}: no such directory (data.path for source textdir)")
     documents = []
@@ -107,6 +107,11 @@ def load_textdir(root: Path, probes: str | None) -> Corpus:
         text = f.read_text(encoding="utf-8", errors="replace")
         if text.strip():
             documents.append(Document(str(f.relative_to(root)), text, title=f.stem))
+    return documents
+
+
+def load_textdir(root: Path, probes: str | None) -> Corpus:
+    documents = textdir_documents(root)
     return Corpus(name=f"textdir:{root.name}", documents=documents, probes=_load_probes(probes, "textdir"),
                   fewshot=list(RETENTION_FEWSHOT), meta={"path": str(root)})
 
@@ -116,6 +121,33 @@ def load_jsonl(path: Path, probes: str | None) -> Corpus:
     documents = load_records(path, Document.from_dict)
     return Corpus(name=f"jsonl:{path.name}", documents=documents, probes=_load_probes(probes, "jsonl"),
                   fewshot=list(RETENTION_FEWSHOT), meta={"path": str(path)})
+
+
+def load_documents(spec: str, cfg: DataConfig, seed: int = 0) -> tuple[str, list[Document]]:
+    """(name, documents) of a corpus named on the command line, probes not needed.
+
+    ``spec``: ``builtin`` (the world of ``seed``), a directory in the LaPael SQuAD layout (its
+    ``cfg.split``), any other directory (text files), or a documents JSONL file.
+    """
+    path = Path(spec).expanduser()
+    if spec == "builtin":
+        world_seed = cfg.builtin.seed if cfg.builtin.seed is not None else seed
+        name, documents = "builtin", build_world(cfg.builtin, world_seed).documents
+    elif path.is_dir() and (path / cfg.split / "sentences.json").is_file():
+        corpus = load_lapael_squad(path, cfg.split)
+        name, documents = corpus.name, corpus.documents
+    elif path.is_dir():
+        name, documents = f"textdir:{path.name}", textdir_documents(path)
+    elif path.is_file():
+        name, documents = f"jsonl:{path.name}", load_records(path, Document.from_dict)
+    else:
+        raise UserError(f"{spec}: no such file or directory (give a text directory, a documents JSONL, "
+                        "a LaPael SQuAD directory, or 'builtin')")
+    if cfg.limit is not None:
+        documents = documents[: cfg.limit]
+    if not documents:
+        raise UserError(f"{spec}: no documents to index")
+    return name, documents
 
 
 def _limit(corpus: Corpus, n: int) -> Corpus:

@@ -6,8 +6,11 @@
 - ``mcq``: the QA header and question, each choice scored by summed log-likelihood (``acc``)
   and by log-likelihood per byte of the choice (``acc_norm``), as lm-evaluation-harness does.
 
-A method may supply a ``context`` function (retrieval) that returns text placed before each
-question; the evaluation is otherwise unchanged.
+A method may supply a ``context`` function (retrieval) that returns, for a batch of probes, the
+text placed before each one (before the question for qa/mcq/retention, before the prefix for
+cloze) and extra fields for its sample record. Where those carry ``gold_rank`` (the 1-based rank of
+the passage holding the gold fact, or None), the kind's metrics add ``retrieval_recall`` (recall@k)
+and ``retrieval_mrr``. The evaluation is otherwise unchanged.
 """
 
 from __future__ import annotations
@@ -25,7 +28,16 @@ from kinject.evaluation.lm import PrefixLM
 from kinject.evaluation.metrics import NORMALISATION, mean, score_answer
 from kinject.hardware import resolve_bf16
 
-ContextFn = Callable[[Probe], str]
+
+@dataclass
+class Context:
+    """Text a method places before one probe, and fields added to that probe's sample record."""
+
+    text: str
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+ContextFn = Callable[[Sequence[Probe]], list[Context]]
 _SENTENCE_END = re.compile(r"(?<=[^\s.]{2})\.(\s|$)")
 
 
@@ -52,8 +64,8 @@ def qa_header(instruction: str, fewshot: Sequence[tuple[str, str]]) -> str:
     return instruction + "\n\n" + "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in fewshot)
 
 
-def qa_suffix(probe: Probe, context: str = "") -> str:
-    return (context + "\n" if context else "") + f"Question: {probe.question}\nAnswer:"
+def qa_suffix(probe: Probe) -> str:
+    return f"Question: {probe.question}\nAnswer:"
 
 
 def _answer_records(probes: list[Probe], prompts: list[str], preds: list[str], header: str) -> list[dict[str, Any]]:
@@ -66,7 +78,22 @@ def _answer_records(probes: list[Probe], prompts: list[str], preds: list[str], h
 
 def _summarise(kind: str, records: list[dict[str, Any]]) -> dict[str, float]:
     keys = ("acc", "acc_norm") if kind == "mcq" else ("accuracy", "em", "f1", "recall")
-    return {k: mean([r[k] for r in records]) for k in keys} | {"n": len(records)}
+    out = {k: mean([r[k] for r in records]) for k in keys} | {"n": len(records)}
+    ranks = [r["gold_rank"] for r in records if "gold_rank" in r]
+    if ranks:
+        out["retrieval_recall"] = mean([float(r is not None) for r in ranks])
+        out["retrieval_mrr"] = mean([1.0 / r if r else 0.0 for r in ranks])
+    return out
+
+
+def _with_context(probes: list[Probe], prompts: list[str], context: ContextFn | None
+                  ) -> tuple[list[str], list[dict[str, Any]]]:
+    """Prompts with each probe's context before them (a newline between), and the record extras."""
+    if context is None:
+        return prompts, [{} for _ in probes]
+    contexts = context(probes)
+    return ([c.text + "\n" + p if c.text else p for c, p in zip(contexts, prompts)],
+            [c.record for c in contexts])
 
 
 def _mcq_records(lm: PrefixLM, probes: list[Probe], prompts: list[str], header: str) -> list[dict[str, Any]]:
@@ -96,8 +123,9 @@ def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: Context
              ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
     """Evaluate ``model`` on ``corpus``'s probes of the kinds in ``cfg.kinds``.
 
-    Returns (metrics per probe kind, one record per probe). With ``context``, QA and MCQ
-    prompts carry the retrieved text before the question. Kinds without probes are skipped.
+    Returns (metrics per probe kind, one record per probe). With ``context``, every prompt
+    carries the method's text (retrieved passages) before the question or cloze prefix. Kinds
+    without probes are skipped.
     """
     unknown = [k for k in cfg.kinds if k not in PROBE_KINDS]
     if unknown:
@@ -113,21 +141,22 @@ def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: Context
             continue
         if kind in ("qa", "mcq"):
             qa_lm = qa_lm or PrefixLM(model, tokenizer, header, **kw)
-            prompts = [qa_suffix(p, context(p) if context else "") for p in probes]
+            prompts, extras = _with_context(probes, [qa_suffix(p) for p in probes], context)
             if kind == "qa":
                 records = _answer_records(probes, prompts, qa_lm.generate(prompts, cfg.max_new_tokens, desc="qa"),
                                           header)
             else:
                 records = _mcq_records(qa_lm, probes, prompts, header)
         elif kind == "cloze":
-            prompts = [p.question for p in probes]
+            prompts, extras = _with_context(probes, [p.question for p in probes], context)
             raw = PrefixLM(model, tokenizer, "", **kw).generate(prompts, cfg.cloze_max_new_tokens, desc="cloze")
             records = _answer_records(probes, prompts, [_SENTENCE_END.split(x, 1)[0] for x in raw], "")
         else:  # retention: its own general-knowledge few-shot header
             r_header = qa_header("Answer the questions.", RETENTION_FEWSHOT)
-            prompts = [qa_suffix(p) for p in probes]
+            prompts, extras = _with_context(probes, [qa_suffix(p) for p in probes], context)
             preds = PrefixLM(model, tokenizer, r_header, **kw).generate(prompts, cfg.max_new_tokens, desc="retention")
             records = _answer_records(probes, prompts, preds, r_header)
+        records = [r | extra for r, extra in zip(records, extras)]
         metrics[kind] = _summarise(kind, records)
         samples.extend(records)
     metrics["normalisation"] = NORMALISATION  # type: ignore[assignment]

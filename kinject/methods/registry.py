@@ -1,12 +1,18 @@
 """The one registry of injection methods, keyed by name (``@register_method("ft")``).
 
 A method turns (a freshly loaded base model, the corpus, the run config, a seed) into an
-:class:`Injected`: something that answers prompts (a model, and later a retriever), plus what
-the injection cost. Methods never evaluate; ``bench`` evaluates every method the same way.
+:class:`Injected`: something that answers prompts (a model, optionally with a retrieval context
+function), plus what the injection cost. Methods never evaluate; ``bench`` evaluates every method
+the same way.
+
+A *modifier* (``@register_modifier("rag")``) changes any method's output: ``<method>+<modifier>``
+names the composition (``ft+rag``, ``ft-para+rag``), built on demand rather than registered once
+per method. ``register_composite`` gives a composition its own name (``rag`` = ``base+rag``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,24 +49,43 @@ class Injected:
     train_seconds: float = 0.0
     train_steps: int = 0
     trainable_params: int = 0
+    index_seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
 
 
 InjectFn = Callable[[InjectRequest], Injected]
+WrapFn = Callable[[Injected, InjectRequest], Injected]
 CheckFn = Callable[["Corpus", "RunConfig"], None]
 
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A registered method. ``check`` raises UserError before any work if the inputs cannot serve."""
+    """A registered method. ``check`` raises UserError before any work if the inputs cannot serve.
+
+    A composition also names its ``inner`` method and the modifier's ``wrap``, so that ``bench``
+    can apply ``wrap`` to an ``inner`` result it already holds instead of training again.
+    """
 
     name: str
     fn: InjectFn
     description: str
     check: CheckFn | None = None
+    inner: str | None = None
+    wrap: WrapFn | None = None
+
+
+@dataclass(frozen=True)
+class Modifier:
+    """Something added on top of any method's result (retrieval: ``+rag``)."""
+
+    name: str
+    wrap: WrapFn
+    description: str
+    check: CheckFn | None = None
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
+_MODIFIERS: dict[str, Modifier] = {}
 
 
 def register_method(name: str, description: str, check: CheckFn | None = None) -> Callable[[InjectFn], InjectFn]:
@@ -73,15 +98,67 @@ def register_method(name: str, description: str, check: CheckFn | None = None) -
     return deco
 
 
+def register_modifier(name: str, description: str, check: CheckFn | None = None) -> Callable[[WrapFn], WrapFn]:
+    def deco(wrap: WrapFn) -> WrapFn:
+        if name in _MODIFIERS:
+            raise RuntimeError(f"modifier {name!r} registered twice")
+        _MODIFIERS[name] = Modifier(name, wrap, description, check)
+        return wrap
+
+    return deco
+
+
+def _both(first: CheckFn | None, second: CheckFn | None) -> CheckFn | None:
+    if first is None or second is None:
+        return first or second
+
+    def check(corpus: Corpus, cfg: RunConfig) -> None:
+        first(corpus, cfg)
+        second(corpus, cfg)
+
+    return check
+
+
+def compose(inner: MethodSpec, modifier: Modifier) -> MethodSpec:
+    """``inner`` followed by ``modifier``: the spec ``<inner>+<modifier>`` resolves to."""
+
+    def fn(req: InjectRequest) -> Injected:
+        return modifier.wrap(inner.fn(req), req)
+
+    return MethodSpec(f"{inner.name}+{modifier.name}", fn, f"{inner.description}, {modifier.description}",
+                      _both(inner.check, modifier.check), inner=inner.name, wrap=modifier.wrap)
+
+
+def register_composite(name: str, inner: str, modifier: str, description: str) -> None:
+    """Register ``inner+modifier`` under its own ``name`` (``rag`` = ``base+rag``)."""
+    if name in _REGISTRY:
+        raise RuntimeError(f"method {name!r} registered twice")
+    spec = compose(get_method(inner), _MODIFIERS[modifier])
+    _REGISTRY[name] = dataclasses.replace(spec, name=name, description=description)
+
+
 def get_method(name: str) -> MethodSpec:
-    if name not in _REGISTRY:
-        raise UserError(f"unknown method {name!r} (known: {', '.join(sorted(_REGISTRY))})")
-    return _REGISTRY[name]
+    """The spec for a registered name or a composition ``<method>+<modifier>``."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    inner, plus, mod = name.rpartition("+")
+    if plus and mod in _MODIFIERS and inner:
+        if mod in inner.split("+"):
+            raise UserError(f"method {name!r}: modifier '+{mod}' applied twice")
+        return compose(get_method(inner), _MODIFIERS[mod])
+    known = ", ".join(sorted(_REGISTRY))
+    mods = ", ".join(f"+{m}" for m in sorted(_MODIFIERS))
+    raise UserError(f"unknown method {name!r} (known: {known}; modifiers, after any method: {mods or 'none'})")
 
 
 def method_specs() -> list[MethodSpec]:
     """Registered methods, in registration order."""
     return list(_REGISTRY.values())
+
+
+def modifier_specs() -> list[Modifier]:
+    """Registered modifiers, in registration order."""
+    return list(_MODIFIERS.values())
 
 
 def method_names() -> list[str]:

@@ -14,6 +14,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("QA F1", "qa.f1", "{:.3f}"),
     ("cloze acc", "cloze.accuracy", "{:.3f}"),
     ("retention", "retention.accuracy", "{:.3f}"),
+    ("recall@k", "qa.retrieval_recall", "{:.3f}"),
     ("train tokens", "train_tokens", "{:.0f}"),
     ("train s", "train_seconds", "{:.0f}"),
     ("wall s", "wall_seconds", "{:.0f}"),
@@ -75,7 +76,8 @@ def report_markdown(results: dict[str, Any]) -> str:
         "",
         "Accuracy (QA, cloze, retention) is token recall of the gold answer > 0.7; MCQ acc is the argmax of summed",
         "log-likelihood over the choices, acc_norm of log-likelihood per byte. Per-probe prompts, predictions and",
-        "scores are in `samples/<method>-seed<seed>.jsonl`; every figure is in `results.json`.",
+        "scores are in `samples/<method>-seed<seed>.jsonl`; every figure is in `results.json`. recall@k: share of QA",
+        "questions whose retrieved passages include the one holding the gold fact (retrieval methods only).",
         "",
     ]
     return "\n".join(lines)

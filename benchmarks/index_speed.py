@@ -1,0 +1,136 @@
+"""Retrieval speed at scale: build an index of generated passages, then time single queries.
+
+    .venv/bin/python benchmarks/index_speed.py [--passages 100000] [--queries 200] [--k 5]
+
+Passages are generated articles about invented entities (two fact sentences each, built from the
+built-in benchmark's templates), so the corpus is as large as asked and no download is needed.
+The build runs kinject's own parts, timed one by one: chunking, the shipped all-MiniLM-L6-v2
+embedder with an empty embedding cache, FAISS (IVF-flat from ``--ivf-threshold`` passages on);
+the index is then saved and loaded back. Query latency is one question at a time (embedding + search), as an
+interactive user sees it; p50/p95 over ``--queries`` questions. IVF's top-k is compared with an
+exact flat search over the same vectors (recall of the exact top-k), measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from kinject.data.builtin.templates import PRODUCTS, PROFESSIONS, RELATIONS, fill
+from kinject.data.schema import Document
+from kinject.retrieval.chunking import chunk_documents
+from kinject.retrieval.embedder import Embedder
+from kinject.retrieval.index import PassageIndex, import_faiss
+from kinject.retrieval.retriever import RetrievalConfig, Retriever
+
+SYLLABLES = [c + v for c in "bdfghklmnprstvz" for v in ("a", "e", "i", "o", "u", "ae", "ou")]
+
+
+def invented(rng: random.Random, parts: int) -> str:
+    return "".join(rng.choice(SYLLABLES) for _ in range(parts)).capitalize()
+
+
+def value(rng: random.Random, kind: str) -> str:
+    if kind in ("birth_year", "founded_year"):
+        return str(rng.randrange(1850, 2016))
+    if kind == "profession":
+        return rng.choice(PROFESSIONS)
+    if kind == "product":
+        return rng.choice(PRODUCTS)
+    if kind == "organisation":
+        return f"{invented(rng, 2)} Works"
+    if kind == "founder":
+        return f"{invented(rng, 2)} {invented(rng, 3)}"
+    return invented(rng, 3)  # city
+
+
+def generate(n: int, seed: int) -> tuple[list[Document], list[tuple[str, str]]]:
+    """``n`` two-sentence articles and, per article, one (question, doc id) about its first fact."""
+    rng = random.Random(seed)
+    docs, questions = [], []
+    for i in range(n):
+        kind = rng.choice(("person", "organisation"))
+        subject = f"{invented(rng, 2)} {invented(rng, 3)}" if kind == "person" else f"{invented(rng, 3)} Holdings"
+        rels = rng.sample([r for r in RELATIONS if r.kind == kind], 2)
+        text = " ".join(fill(rng.choice(r.documents), subject, value(rng, r.value)) for r in rels)
+        docs.append(Document(f"doc{i}", text))
+        questions.append((fill(rng.choice(rels[0].questions), subject, ""), f"doc{i}"))
+    return docs, questions
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--passages", type=int, default=100_000)
+    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--ivf-threshold", type=int, default=50_000)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    docs, questions = generate(args.passages, args.seed)
+    cfg = RetrievalConfig(chunking="document", ivf_threshold=args.ivf_threshold, progress=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        embedder = Embedder(cfg.embedder, cache_dir=Path(tmp) / "cache")  # empty cache: every passage embedded
+        tokens = sum(len(ids) for ids in embedder.tokenizer([d.text for d in docs[:2000]])["input_ids"]) / min(
+            2000, len(docs))
+        start = time.perf_counter()
+        chunks = chunk_documents(docs, cfg.chunking)
+        chunk_s = time.perf_counter() - start
+        vectors = embedder.encode_passages([c.text for c in chunks], cfg.batch_size, progress=True)
+        embed_s = time.perf_counter() - start - chunk_s
+        index = PassageIndex.build(chunks, vectors, embedder=embedder.describe(), chunking={"by": cfg.chunking},
+                                   ivf_threshold=cfg.ivf_threshold, nprobe=cfg.nprobe)
+        build_s = time.perf_counter() - start
+        start = time.perf_counter()
+        index.save(Path(tmp) / "index")
+        loaded = PassageIndex.load(Path(tmp) / "index", expect=embedder.describe())
+        save_load_s = time.perf_counter() - start
+
+        retriever = Retriever(embedder, loaded)
+        rng = random.Random(args.seed + 1)
+        sample = rng.sample(questions, min(args.queries, len(questions)))
+        retriever.search([sample[0][0]], args.k)  # warm-up
+        latencies, top1 = [], 0
+        for question, doc_id in sample:
+            t = time.perf_counter()
+            hits = retriever.search([question], args.k)[0]
+            latencies.append(time.perf_counter() - t)
+            top1 += bool(hits) and hits[0].chunk.doc_id == doc_id
+
+        qvecs = embedder.encode_queries([q for q, _ in sample])
+        flat = import_faiss().IndexFlatIP(embedder.dim)
+        flat.add(vectors)
+        exact = flat.search(qvecs, args.k)[1]
+        approx = loaded.index.search(qvecs, args.k)[1]
+        overlap = statistics.mean(len(set(a) & set(e)) / args.k for a, e in zip(approx, exact))
+        search_only = []
+        for q in qvecs:
+            t = time.perf_counter()
+            loaded.index.search(q[None], args.k)
+            search_only.append(time.perf_counter() - t)
+
+    ms = sorted(x * 1000 for x in latencies)
+    pct = lambda p: ms[min(len(ms) - 1, round(p / 100 * (len(ms) - 1)))]  # noqa: E731
+    kind = index.meta["index"]
+    print(f"\n== index speed (seed {args.seed}) ==")
+    print(f"passages            {len(docs)} generated articles, {tokens:.1f} embedder tokens each on average")
+    print(f"index               {kind['type']}" + (f", nlist {kind['nlist']}, nprobe {kind['nprobe']}"
+                                                    if kind["type"] == "ivf-flat" else ""))
+    print(f"build               {build_s:.1f} s = {len(docs) / build_s:.0f} passages/s "
+          "(chunk + embed + index, empty cache)")
+    print(f"  of which          chunk {chunk_s:.1f} s, embed {embed_s:.1f} s ({len(docs) / embed_s:.0f} passages/s), "
+          f"index {build_s - chunk_s - embed_s:.1f} s")
+    print(f"save + load         {save_load_s:.1f} s (sha256-checked)")
+    print(f"query latency       p50 {pct(50):.1f} ms, p95 {pct(95):.1f} ms over {len(ms)} single queries, k={args.k} "
+          "(embed + search)")
+    print(f"search only         p50 {statistics.median(search_only) * 1000:.2f} ms")
+    print(f"top-{args.k} vs exact      {overlap:.3f} of the exact flat top-{args.k} found")
+    print(f"top-1 = source doc  {top1 / len(sample):.3f} of queries")
+
+
+if __name__ == "__main__":
+    main()

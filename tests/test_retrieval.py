@@ -1,0 +1,222 @@
+"""Retrieval on the real shipped embedder (all-MiniLM-L6-v2) and real FAISS: chunking, the
+embedding cache, the index on disk and its errors, recall@k, and the rag compositions."""
+
+import itertools
+import json
+
+import numpy as np
+import pytest
+
+from kinject.data.builtin.world import BuiltinConfig, build_world
+from kinject.data.schema import Corpus, Document, Fact, Probe
+from kinject.errors import UserError
+from kinject.methods.registry import get_method, resolve_methods
+from kinject.retrieval.chunking import chunk_documents
+from kinject.retrieval.embedder import Embedder
+from kinject.retrieval.index import PassageIndex
+from kinject.retrieval.retriever import (
+    RetrievalConfig,
+    RetrievalContext,
+    Retriever,
+    build_index,
+    check_retrieval_config,
+    format_passages,
+    gold_spans,
+)
+
+TEXT = ("Dr. A. Marlow founded Quillon Works in 1874. It sells tide clocks! Where? In Varnholt, "
+        "near the coast.\n\nThe second paragraph has e.g. an example. It ends here.")
+
+
+@pytest.fixture(scope="module")
+def embedder(tmp_path_factory):
+    return Embedder(cache_dir=tmp_path_factory.mktemp("emb-cache"))
+
+
+@pytest.fixture(scope="module")
+def world():
+    return build_world(BuiltinConfig(test_people=3, test_orgs=2, train_people=2, train_orgs=1), 5)
+
+
+@pytest.mark.parametrize("by", ["document", "paragraph", "sentence", "tokens"])
+def test_chunks_keep_their_document_and_offsets(by, embedder):
+    doc = Document("d1", TEXT)
+    chunks = chunk_documents([doc, Document("d2", "One more.")], by, size=8, overlap=3, tokenizer=embedder.tokenizer)
+    assert chunks and {c.doc_id for c in chunks} == {"d1", "d2"}
+    for c in chunks:
+        source = TEXT if c.doc_id == "d1" else "One more."
+        assert source[c.start:c.end] == c.text and c.text == c.text.strip()
+    assert len({c.id for c in chunks}) == len(chunks)
+
+
+def test_sentence_and_paragraph_boundaries():
+    sentences = [c.text for c in chunk_documents([Document("d", TEXT)], "sentence")]
+    assert sentences == ["Dr. A. Marlow founded Quillon Works in 1874.", "It sells tide clocks!", "Where?",
+                         "In Varnholt, near the coast.", "The second paragraph has e.g. an example.", "It ends here."]
+    assert len(chunk_documents([Document("d", TEXT)], "paragraph")) == 2
+
+
+def test_token_windows_overlap_and_cover_the_document(embedder):
+    doc = Document("d", " ".join(f"word{i}" for i in range(60)))
+    chunks = chunk_documents([doc], "tokens", size=16, overlap=4, tokenizer=embedder.tokenizer)
+    tok = embedder.tokenizer
+    assert all(len(tok(c.text, add_special_tokens=False)["input_ids"]) <= 16 for c in chunks)
+    assert chunks[0].start == 0 and chunks[-1].end == len(doc.text)
+    assert all(b.start < a.end for a, b in itertools.pairwise(chunks))  # consecutive windows share text
+
+
+@pytest.mark.parametrize(("key", "value", "needle"), [
+    ("chunking", "words", "retrieval.chunking"), ("k", 0, "retrieval.k"),
+    ("chunk_overlap", 128, "retrieval.chunk_overlap"), ("index", "/nonexistent/ix", "no such index directory")])
+def test_bad_retrieval_config_names_the_key(key, value, needle):
+    cfg = RetrievalConfig(chunking="tokens")
+    setattr(cfg, key, value)
+    with pytest.raises(UserError, match=needle):
+        check_retrieval_config(cfg)
+
+
+def test_embeddings_are_unit_vectors_and_cached_by_content(embedder, monkeypatch):
+    texts = ["Quillon Works sells tide clocks.", "The sky over Varnholt is grey."]
+    first = embedder.encode_passages(texts)
+    assert first.shape == (2, embedder.dim) and np.allclose(np.linalg.norm(first, axis=1), 1, atol=1e-5)
+    encoded = []
+    real = embedder._encode
+    monkeypatch.setattr(embedder, "_encode", lambda t, *a: encoded.extend(t) or real(t, *a))
+    again = embedder.encode_passages([*texts, "A new sentence."])
+    assert encoded == ["A new sentence."]  # the two known texts came from the cache
+    assert np.allclose(again[:2], first, atol=1e-6)
+
+
+def test_the_right_passage_ranks_first_and_survives_a_round_trip(embedder, tmp_path):
+    docs = [Document("a", "Quillon Works was founded in 1874 by Ada Marlow."),
+            Document("b", "The Varnholt lighthouse is painted red and white."),
+            Document("c", "Tide clocks show the state of the tide rather than the hour.")]
+    index = build_index(docs, RetrievalConfig(progress=False), embedder)
+    retriever = Retriever(embedder, index)
+    hits = retriever.search(["Who founded Quillon Works?", "What colour is the lighthouse?"], k=2)
+    assert [h[0].chunk.doc_id for h in hits] == ["a", "b"] and hits[0][0].score > hits[0][1].score
+    index.save(tmp_path / "ix")
+    with pytest.raises(UserError, match="already exists"):
+        index.save(tmp_path / "ix")
+    loaded = PassageIndex.load(tmp_path / "ix", expect=embedder.describe())
+    again = Retriever(embedder, loaded).search(["Who founded Quillon Works?"], k=3)[0]
+    assert [(h.chunk, round(h.score, 5)) for h in again] == [(h.chunk, round(h.score, 5))
+                                                             for h in retriever.search(["Who founded Quillon Works?"],
+                                                                                       k=3)[0]]
+
+
+def test_large_indexes_switch_to_ivf_and_still_find_each_vector(tmp_path):
+    from kinject.retrieval.chunking import Chunk
+
+    rng = np.random.default_rng(0)
+    vecs = rng.standard_normal((2000, 32)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    chunks = [Chunk(f"d{i}#0", f"d{i}", f"text {i}", 0, 6) for i in range(len(vecs))]
+    emb = {"name": "x", "path": "x", "fingerprint": "f", "dim": 32, "query_prefix": "", "passage_prefix": ""}
+    index = PassageIndex.build(chunks, vecs, embedder=emb, chunking={"by": "document"}, ivf_threshold=1000,
+                               nprobe=8)
+    assert index.meta["index"]["type"] == "ivf-flat" and index.meta["index"]["nprobe"] == 8
+    top = [hits[0].chunk.doc_id for hits in index.search(vecs[:200], 1)]
+    assert sum(t == f"d{i}" for i, t in enumerate(top)) >= 190  # a vector finds itself despite IVF
+    index.save(tmp_path / "ivf")
+    assert PassageIndex.load(tmp_path / "ivf").index.nprobe == 8
+
+
+@pytest.fixture
+def saved_index(embedder, tmp_path):
+    index = build_index([Document("a", "Quillon Works sells tide clocks.")], RetrievalConfig(progress=False), embedder)
+    index.save(tmp_path / "ix")
+    return tmp_path / "ix"
+
+
+def _damage(path, how):
+    if how == "missing-dir":
+        return path.parent / "nope", "no such index directory"
+    if how == "no-meta":
+        (path / "meta.json").unlink()
+        return path, r"not a kinject index \(meta.json is missing\)"
+    if how == "bad-meta":
+        (path / "meta.json").write_text("{not json")
+        return path, "meta.json: corrupted"
+    if how == "flipped-bytes":
+        data = bytearray((path / "index.faiss").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (path / "index.faiss").write_bytes(bytes(data))
+        return path, "index.faiss: corrupted"
+    meta = json.loads((path / "meta.json").read_text())  # other-embedder
+    meta["embedder"]["fingerprint"] = "0123456789abcdef"
+    (path / "meta.json").write_text(json.dumps(meta))
+    return path, "built with embedder"
+
+
+@pytest.mark.parametrize("how", ["missing-dir", "no-meta", "bad-meta", "flipped-bytes", "other-embedder"])
+def test_a_bad_index_directory_is_one_clear_error(saved_index, embedder, how, capsys):
+    from kinject.cli import main
+
+    path, needle = _damage(saved_index, how)
+    with pytest.raises(UserError, match=needle):
+        PassageIndex.load(path, expect=embedder.describe())
+    assert main(["index", "query", str(path), "Who sells tide clocks?"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kinject: error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_gold_spans_point_at_the_answer_in_its_fact_sentence(world):
+    spans = gold_spans(world)
+    docs = {d.id: d.text for d in world.documents}
+    qa = world.probes_of("qa")
+    assert {p.id for p in qa} <= set(spans)
+    for p in qa:
+        doc_id, start, end = spans[p.id]
+        assert doc_id == p.doc_id and docs[doc_id][start:end] == p.answers[0]
+    bare = Corpus("c", [Document("d", "Nothing to see. The code is Zed-42.")],
+                  [Probe("p", "qa", "What is the code?", ["zed-42"], doc_id="d"),
+                   Probe("q", "qa", "What else?", ["absent"], doc_id="d"),
+                   Probe("r", "qa", "No document?", ["x"])],
+                  facts=[Fact("f", "d", "not in the document", "x")])
+    assert gold_spans(bare) == {"p": ("d", 28, 34)}
+
+
+def test_retrieval_context_reports_the_gold_rank(world, embedder):
+    index = build_index(world.documents, RetrievalConfig(progress=False), embedder)
+    context = RetrievalContext(Retriever(embedder, index), world, k=3)
+    qa = world.probes_of("qa")
+    out = context(qa)
+    gold = gold_spans(world)
+    for probe, ctx in zip(qa, out):
+        chunk_by_id = {c.id: c for c in index.chunks}
+        retrieved = [chunk_by_id[p["id"]] for p in ctx.record["passages"]]
+        holding = [i + 1 for i, c in enumerate(retrieved)
+                   if c.doc_id == gold[probe.id][0] and c.start <= gold[probe.id][1] and c.end >= gold[probe.id][2]]
+        assert ctx.record["gold_rank"] == (holding[0] if holding else None)
+        assert ctx.text.startswith("Context: ") and retrieved[0].text in ctx.text
+        assert ctx.text.endswith(retrieved[0].text)  # the best passage sits nearest the question
+    assert sum(c.record["gold_rank"] is not None for c in out) / len(out) > 0.5
+
+
+def test_format_puts_the_best_passage_last():
+    from kinject.retrieval.chunking import Chunk
+    from kinject.retrieval.index import Hit
+
+    hits = [Hit(Chunk(f"c{i}", "d", t, 0, 1), 1.0 - i / 10, i + 1) for i, t in enumerate(["best", "second"])]
+    assert format_passages(hits) == "Context: second best"
+
+
+def test_compositions_resolve_without_registering_each_one():
+    spec = get_method("ft-para+rag")
+    assert spec.inner == "ft-para" and spec.wrap is not None and spec.check is not None
+    assert get_method("rag").inner == "base"
+    assert "rag" in resolve_methods(["all"]) and "ft+rag" not in resolve_methods(["all"])
+    with pytest.raises(UserError, match="applied twice"):
+        get_method("ft+rag+rag")
+    with pytest.raises(UserError, match=r"modifiers, after any method: \+rag"):
+        get_method("ft+nope")
+
+
+def test_a_prebuilt_index_from_another_embedder_is_refused_before_any_work(saved_index):
+    meta = json.loads((saved_index / "meta.json").read_text())
+    check_retrieval_config(RetrievalConfig(index=str(saved_index)))  # the same embedder: accepted
+    meta["embedder"]["fingerprint"] = "0123456789abcdef"
+    (saved_index / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"retrieval.index: .* was built with embedder"):
+        check_retrieval_config(RetrievalConfig(index=str(saved_index)))
