@@ -67,24 +67,29 @@ def _seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
-             inner: Injected | None = None) -> tuple[dict[str, Any], Injected]:
-    """Inject with ``method`` from a fresh base model, evaluate, write samples.
+def inject(method: str, seed: int, corpus: Corpus, cfg: RunConfig, workdir: Path,
+           inner: Injected | None = None) -> Injected:
+    """Seed everything, load a fresh base model and inject ``corpus`` with ``method``.
 
     ``inner``: for a composition (``ft+rag``), its inner method's result from this seed, already
     in memory: only the modifier is applied (same seed, same model, no second training run).
-    Returns the cell and the injected result.
     """
     spec = get_method(method)
-    start = time.perf_counter()
     _seed_everything(seed)
-    loaded = load_model(cfg.model)
-    req = InjectRequest(loaded, corpus, cfg, seed, out / "models" / f"{method}-seed{seed}")
+    req = InjectRequest(load_model(cfg.model), corpus, cfg, seed, workdir)
     if inner is not None and spec.wrap is not None:
         injected = spec.wrap(inner, req)
         injected.info = {**injected.info, "reused": spec.inner}
-    else:
-        injected = spec.fn(req)
+        return injected
+    return spec.fn(req)
+
+
+def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
+             inner: Injected | None = None) -> tuple[dict[str, Any], Injected]:
+    """Inject (see :func:`inject`), evaluate, write samples; return the cell and the result."""
+    start = time.perf_counter()
+    workdir = out / "models" / f"{method}-seed{seed}"
+    injected = inject(method, seed, corpus, cfg, workdir, inner)
     if not is_main_process():
         return {}, injected
     eval_start = time.perf_counter()
@@ -92,8 +97,8 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
     eval_seconds = time.perf_counter() - eval_start
     write_jsonl(out / "samples" / f"{method}-seed{seed}.jsonl", samples)
     if cfg.save_models and injected.train_steps:
-        injected.model.save_pretrained(req.workdir)
-        injected.tokenizer.save_pretrained(req.workdir)
+        injected.model.save_pretrained(workdir)
+        injected.tokenizer.save_pretrained(workdir)
     cell = {
         "method": method,
         "seed": seed,

@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--seed", type=int, default=0)
     i.add_argument("--out", required=True, help="directory for the injected model (must not exist)")
 
-    e = sub.add_parser("eval", help="evaluate one model on one probe set", epilog=EPILOG)
+    e = sub.add_parser("eval", help="evaluate one model on one probe set (with retrieval.index=DIR: retrieval too)",
+                       epilog=EPILOG)
     _common(e)
     e.add_argument("--model", required=True, help="a saved model directory, hub id, or smollm2-135m")
     e.add_argument("--probes", help="a probes JSONL (default: the config's corpus probes)")
@@ -101,9 +102,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
+    from kinject.bench import inject
     from kinject.data.loaders import load_corpus
-    from kinject.methods import InjectRequest, get_method
-    from kinject.models import load_model
+    from kinject.methods import get_method
 
     cfg = _load_cfg(args)
     out = Path(args.out)
@@ -111,15 +112,17 @@ def cmd_inject(args: argparse.Namespace) -> int:
         raise UserError(f"--out {out}: already exists; choose a new directory")
     spec = get_method(args.method)
     corpus = load_corpus(cfg.data, args.seed)
-    from transformers import set_seed
-
-    set_seed(args.seed)
-    injected = spec.fn(InjectRequest(load_model(cfg.model), corpus, cfg, args.seed, out))
+    if spec.check is not None:
+        spec.check(corpus, cfg)
+    injected = inject(args.method, args.seed, corpus, cfg, out)
     model = injected.model.merge_and_unload() if hasattr(injected.model, "merge_and_unload") else injected.model
     model.save_pretrained(out)
     injected.tokenizer.save_pretrained(out)
     print(f"{args.method} (seed {args.seed}): {injected.train_tokens} tokens trained in "
           f"{injected.train_seconds:.0f} s; model saved to {out}")
+    if injected.context is not None:
+        print(f"retrieval index saved to {out / 'index'}; evaluate with: kinject eval --model {out} "
+              f"retrieval.index={out / 'index'}")
     return 0
 
 
@@ -144,7 +147,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UserError(f"{args.probes}: no probes")
         corpus = Corpus(name=Path(args.probes).name, documents=[], probes=probes, fewshot=list(RETENTION_FEWSHOT))
     loaded = load_model(args.model)
-    metrics, samples = evaluate(loaded.model, loaded.tokenizer, corpus, cfg.eval)
+    context = None
+    if cfg.retrieval.index is not None:  # answer with retrieved passages, as rag does
+        from kinject.retrieval.retriever import RetrievalContext, check_retrieval_config, open_retriever
+
+        check_retrieval_config(cfg.retrieval)
+        retriever, _ = open_retriever([], cfg.retrieval, None)
+        context = RetrievalContext(retriever, corpus, cfg.retrieval.k, cfg.retrieval.batch_size)
+    metrics, samples = evaluate(loaded.model, loaded.tokenizer, corpus, cfg.eval, context)
     for kind, m in metrics.items():
         if isinstance(m, dict):
             print(f"{kind:10s} " + "  ".join(f"{k}={v:.3f}" if k != "n" else f"n={int(v)}" for k, v in m.items()))

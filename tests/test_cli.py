@@ -51,3 +51,16 @@ def test_index_build_then_query_prints_scored_passages(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].split()[0] == "1" and first["doc_id"] in lines[0]
     assert float(lines[0].split()[1]) >= float(lines[1].split()[1])
+
+
+def test_inject_rag_then_eval_with_its_index(tiny_model_dir, tmp_path, capsys):
+    saved = tmp_path / "rag-model"
+    assert main(["inject", "--method", "rag", "--out", str(saved), f"model={tiny_model_dir}", *TINY_WORLD,
+                 "retrieval.progress=false"]) == 0
+    assert (saved / "index" / "meta.json").is_file() and "retrieval.index=" in capsys.readouterr().out
+    out = tmp_path / "eval"
+    assert main(["eval", "--model", str(saved), "--out", str(out), f"retrieval.index={saved / 'index'}",
+                 *TINY_WORLD, "eval.kinds=[qa]"]) == 0
+    samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert samples and all(s["prompt"].count("Context: ") == 1 and s["passages"] for s in samples)
+    assert "retrieval_recall" in json.loads((out / "results.json").read_text())["metrics"]["qa"]

@@ -56,14 +56,17 @@ def test_bench_cli_on_the_real_model(tmp_path, capsys):
     assert all(s["prompt"] for s in samples)
 
 
-def test_lapael_squad_base_reports_em_and_f1(tmp_path, capsys):
+def test_lapael_squad_base_and_rag_report_em_f1_and_recall(tmp_path, capsys):
     out = tmp_path / "squad"
-    code = main(["bench", "--methods", "base", "--out", str(out), "data.source=lapael-squad",
-                 f"data.path={FIXTURES / 'lapael-squad'}", "data.limit=5", "eval.kinds=[qa]", "eval.progress=false"])
+    code = main(["bench", "--methods", "base,rag", "--out", str(out), "data.source=lapael-squad",
+                 f"data.path={FIXTURES / 'lapael-squad'}", "data.limit=5", "eval.kinds=[qa]", "eval.progress=false",
+                 "retrieval.progress=false"])
     assert code == 0
-    base = json.loads((out / "results.json").read_text())["methods"]["base"]["mean"]
-    assert {"qa.em", "qa.f1", "qa.accuracy"} <= set(base)
-    assert "QA F1" in capsys.readouterr().out
+    methods = json.loads((out / "results.json").read_text())["methods"]
+    assert {"qa.em", "qa.f1", "qa.accuracy"} <= set(methods["base"]["mean"])
+    assert methods["rag"]["mean"]["qa.retrieval_recall"] >= 0.8  # 5 one-sentence documents, k=3
+    printed = capsys.readouterr().out
+    assert "QA F1" in printed and "recall@k" in printed
 
 
 def test_prefix_cache_tokenizes_prompts_as_whole_strings(real):
