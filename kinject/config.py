@@ -23,7 +23,7 @@ from kinject.models import DEFAULT_MODEL
 from kinject.retrieval.retriever import RetrievalConfig
 from kinject.training.trainer import TrainConfig
 
-DEFAULT_SUITE = ["base", "ft", "ft-para"]
+DEFAULT_SUITE = ["base", "ft", "ft-para", "rag"]
 
 
 @dataclass
