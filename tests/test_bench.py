@@ -90,4 +90,5 @@ def test_a_composition_reuses_its_inner_result_of_the_same_seed(tiny_model_dir, 
     assert (tmp_path / "run" / "models" / "rag-seed0" / "index" / "meta.json").is_file()
     samples = [json.loads(line) for line in (tmp_path / "run" / "samples" / "rag-seed0.jsonl").open()]
     assert all("Context: " in s["prompt"] and "passages" in s for s in samples)
+    assert {"answer_retrieved", "gold_rank"} <= set(next(s for s in samples if s["kind"] == "qa"))
     assert "recall@k" in (tmp_path / "run" / "report.md").read_text()

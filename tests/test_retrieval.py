@@ -220,3 +220,12 @@ def test_a_prebuilt_index_from_another_embedder_is_refused_before_any_work(saved
     (saved_index / "meta.json").write_text(json.dumps(meta))
     with pytest.raises(UserError, match=r"retrieval.index: .* was built with embedder"):
         check_retrieval_config(RetrievalConfig(index=str(saved_index)))
+
+
+def test_states_answer_matches_whole_normalised_tokens():
+    from kinject.retrieval.retriever import states_answer
+
+    assert states_answer("Super Bowl 50 was held at Levi's Stadium.", ["Levi's Stadium"])
+    assert states_answer("It was founded in 1874.", ["the year 1900", "1874"])
+    assert not states_answer("It was founded in 18745.", ["1874"])
+    assert not states_answer("Anything at all.", ["", "the"])

@@ -10,7 +10,8 @@ A method may supply a ``context`` function (retrieval) that returns, for a batch
 text placed before each one (before the question for qa/mcq/retention, before the prefix for
 cloze) and extra fields for its sample record. Where those carry ``gold_rank`` (the 1-based rank of
 the passage holding the gold fact, or None), the kind's metrics add ``retrieval_recall`` (recall@k)
-and ``retrieval_mrr``. The evaluation is otherwise unchanged.
+and ``retrieval_mrr``; where they carry ``answer_retrieved`` (some passage states a gold answer),
+``retrieval_answer_recall``. The evaluation is otherwise unchanged.
 """
 
 from __future__ import annotations
@@ -83,6 +84,9 @@ def _summarise(kind: str, records: list[dict[str, Any]]) -> dict[str, float]:
     if ranks:
         out["retrieval_recall"] = mean([float(r is not None) for r in ranks])
         out["retrieval_mrr"] = mean([1.0 / r if r else 0.0 for r in ranks])
+    stated = [r["answer_retrieved"] for r in records if "answer_retrieved" in r]
+    if stated:
+        out["retrieval_answer_recall"] = mean([float(x) for x in stated])
     return out
 
 

@@ -75,7 +75,7 @@ class PassageIndex:
 
     @classmethod
     def build(cls, chunks: Sequence[Chunk], vectors: np.ndarray, *, embedder: dict[str, Any],
-              chunking: dict[str, Any], ivf_threshold: int = 50_000, nprobe: int = 16, seed: int = 0
+              chunking: dict[str, Any], ivf_threshold: int = 250_000, nprobe: int = 128, seed: int = 0
               ) -> PassageIndex:
         """Index ``vectors`` (n, dim) float32 unit rows, row i belonging to ``chunks[i]``."""
         faiss = import_faiss()

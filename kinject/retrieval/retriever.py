@@ -2,8 +2,9 @@
 
 A :class:`RetrievalContext` answers the evaluation's question "what text goes before this
 probe?" with the top ``k`` chunks after "Context: ", the best one last (nearest the question), and
-records which chunks came back and at which rank the chunk holding the gold fact was found
-(``gold_rank``; retrieval recall@k).
+records which chunks came back, at which rank the chunk holding the gold fact was found
+(``gold_rank``; retrieval recall@k), and whether any retrieved chunk states a gold answer at all
+(``answer_retrieved``, which also counts the same fact stated in another document).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from kinject.data.schema import Corpus, Document, Probe
 from kinject.errors import UserError
+from kinject.evaluation.metrics import tokens
 from kinject.evaluation.runner import Context
 from kinject.retrieval.chunking import Chunk, check_chunking, chunk_documents
 from kinject.retrieval.embedder import DEFAULT_EMBEDDER, Embedder, embedder_fingerprint, resolve_embedder_path
@@ -42,8 +44,8 @@ class RetrievalConfig:
     chunking: str = "sentence"
     chunk_tokens: int = 128
     chunk_overlap: int = 32
-    ivf_threshold: int = 50_000
-    nprobe: int = 16
+    ivf_threshold: int = 250_000
+    nprobe: int = 128
     batch_size: int = 64
     index: str | None = None
     cache: bool = True
@@ -161,8 +163,16 @@ class RetrievalContext:
             record: dict[str, Any] = {"passages": [{"id": h.chunk.id, "score": round(h.score, 4)} for h in ranked]}
             if probe.id in self.gold:
                 record["gold_rank"] = next((h.rank for h in ranked if _contains(h.chunk, *self.gold[probe.id])), None)
+            if probe.doc_id:  # a probe about the corpus: does any passage state an answer, from any document?
+                record["answer_retrieved"] = any(states_answer(h.chunk.text, probe.answers) for h in ranked)
             out.append(Context(format_passages(ranked), record))
         return out
+
+
+def states_answer(passage: str, answers: Sequence[str]) -> bool:
+    """Whether ``passage`` contains one of ``answers`` as a run of normalised tokens."""
+    text = " " + " ".join(tokens(passage)) + " "
+    return any(f" {' '.join(gold)} " in text for a in answers if (gold := tokens(a, drop_articles=True)))
 
 
 def format_passages(hits: Sequence[Hit]) -> str:
