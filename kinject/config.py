@@ -21,6 +21,7 @@ from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
 from kinject.models import DEFAULT_MODEL
 from kinject.retrieval.retriever import RetrievalConfig
+from kinject.training.perturb import NoiseConfig
 from kinject.training.trainer import TrainConfig
 
 DEFAULT_SUITE = ["base", "ft", "ft-para", "rag"]
@@ -66,6 +67,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     para: ParaConfig = field(default_factory=ParaConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_models: bool = False

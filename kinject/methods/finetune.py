@@ -12,6 +12,7 @@ from kinject.config import RunConfig
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.methods.registry import Injected, InjectRequest, register_method
+from kinject.training.perturb import Perturbation
 from kinject.training.trainer import train_causal_lm
 
 
@@ -33,13 +34,15 @@ def paraphrase_texts(corpus: Corpus, k: int) -> list[str]:
     return [p for d in corpus.documents for p in corpus.paraphrases.get(d.id, [])[:k]]
 
 
-def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, **info) -> Injected:
-    """Train the request's model on ``texts`` with the run's ``train`` config (``epochs`` overrides)."""
+def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, copies: int = 1,
+             perturbation: Perturbation | None = None, **info) -> Injected:
+    """Train the request's model on ``texts`` with the run's ``train`` config (``epochs`` overrides);
+    ``copies``/``perturbation`` as in :func:`~kinject.training.trainer.train_causal_lm`."""
     cfg = req.cfg.train if epochs is None else dataclasses.replace(req.cfg.train, epochs=epochs)
-    model, res = train_causal_lm(req.loaded.model, req.loaded.tokenizer, texts, cfg, req.seed)
+    model, res = train_causal_lm(req.loaded.model, req.loaded.tokenizer, texts, cfg, req.seed, copies, perturbation)
     return Injected(model, req.loaded.tokenizer, train_tokens=res.tokens, train_seconds=res.seconds,
                     train_steps=res.steps, trainable_params=res.trainable_params,
-                    info={"texts": len(texts), "losses": res.losses, **info})
+                    info={"texts": len(texts), "copies": copies, "losses": res.losses, **info})
 
 
 @register_method("ft", "fine-tuning (continued pre-training) on the documents")

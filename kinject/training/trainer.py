@@ -7,17 +7,18 @@ adapters (peft), or a subset of decoder layers and modules (e.g. LaPael's MLPs o
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
 from kinject.errors import UserError
 from kinject.hardware import resolve_bf16
+from kinject.training.perturb import Perturbation, decoder_layers, perturbed
 
 
 @dataclass
@@ -78,17 +79,9 @@ def _layer_slice(spec: str, n_layers: int) -> range:
     return range(n_layers)[slice(*parts)]
 
 
-def _decoder_layers(model) -> Sequence[Any]:
-    base = getattr(model, "model", model)
-    layers = getattr(base, "layers", None)
-    if layers is None:
-        raise UserError(f"{type(model).__name__}: no decoder layers found at model.model.layers")
-    return layers
-
-
 def prepare_trainable(model, cfg: TrainConfig):
     """Freeze/unfreeze parameters (or wrap with LoRA) per ``cfg.mode``; returns the model to train."""
-    layers = _decoder_layers(model)
+    layers = decoder_layers(model)
     chosen = _layer_slice(cfg.layers, len(layers))
     if cfg.mode == "full":
         for p in model.parameters():
@@ -124,12 +117,18 @@ def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[lis
 
 
 class _Collator:
-    """Right-pads a batch; labels are the inputs with padding masked (-100)."""
+    """Right-pads a batch; labels are the inputs with padding masked (-100).
 
-    def __init__(self, pad_id: int):
+    With ``copies`` > 1 every row is repeated that many times in a row, and ``copy_index``
+    (rows,) numbers the copies 0..copies-1 (copy 0 is the clean one).
+    """
+
+    def __init__(self, pad_id: int, copies: int = 1):
         self.pad_id = pad_id
+        self.copies = copies
 
     def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        rows = [r for r in rows for _ in range(self.copies)]
         width = max(len(r["input_ids"]) for r in rows)
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
@@ -137,14 +136,35 @@ class _Collator:
             ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
             mask[i, : len(r["input_ids"])] = 1
         labels = ids.masked_fill(mask == 0, -100)
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if self.copies > 1:
+            batch["copy_index"] = torch.arange(len(rows)) % self.copies
+        return batch
 
 
-def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, seed: int, trainer_cls=None):
+def _perturbing_trainer(base: type, perturbation: Perturbation | None) -> type:
+    """A Trainer subclass that tells ``perturbation`` which rows of each batch to perturb."""
+
+    class PerturbingTrainer(base):
+        def compute_loss(self, model, inputs, *args, **kwargs):
+            copy_index = inputs.pop("copy_index", None)
+            if perturbation is not None:
+                perturbation.state = {"rows": None if copy_index is None else copy_index > 0,
+                                      "attention_mask": inputs.get("attention_mask")}
+            return super().compute_loss(model, inputs, *args, **kwargs)
+
+    return PerturbingTrainer
+
+
+def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, seed: int, copies: int = 1,
+                    perturbation: Perturbation | None = None):
     """Fine-tune ``model`` in place on ``texts`` (next-token loss on every token).
 
-    ``trainer_cls`` lets a method swap in a Trainer subclass with its own loss (noise methods).
-    Returns (the trained model, possibly a peft wrapper; :class:`TrainResult`).
+    ``copies``: each training chunk appears that many times in its batch (``cfg.batch_size``
+    chunks make ``batch_size x copies`` rows); ``perturbation`` perturbs copies 1.. while copy 0
+    stays clean, and the loss averages over all of them (see ``training/perturb.py``). The hooks
+    are removed before returning. Returns (the trained model, possibly a peft wrapper;
+    :class:`TrainResult`, whose ``tokens`` count every copy).
     """
     from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
     from transformers.utils import logging as hf_logging
@@ -173,13 +193,16 @@ def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, se
             save_strategy="no", report_to=[], disable_tqdm=not cfg.progress, remove_unused_columns=False,
             dataloader_num_workers=0,
         )
-        trainer = (trainer_cls or Trainer)(model=model, args=args, train_dataset=dataset,
-                                           data_collator=_Collator(tokenizer.pad_token_id), callbacks=[_Losses()])
+        trainer = _perturbing_trainer(Trainer, perturbation)(
+            model=model, args=args, train_dataset=dataset, data_collator=_Collator(tokenizer.pad_token_id, copies),
+            callbacks=[_Losses()])
         trainer.remove_callback(PrinterCallback)  # losses go to TrainResult, not stdout
+        hooks = perturbed(model, perturbation) if perturbation is not None else contextlib.nullcontext()
         start = time.perf_counter()
-        out = trainer.train()
+        with hooks:
+            out = trainer.train()
         seconds = time.perf_counter() - start
     model.eval()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    tokens = int(sum(len(c) for c in chunks) * cfg.epochs)
+    tokens = int(sum(len(c) for c in chunks) * cfg.epochs * copies)
     return model, TrainResult(out.global_step, tokens, seconds, trainable, losses)

@@ -1,0 +1,93 @@
+"""Training with perturbed copies: each sample is repeated, copy 0 kept clean, the others perturbed.
+
+This is the shared machinery of LaPael and the noise baselines it is compared with (NEFTune,
+fixed noise). A :class:`Perturbation` says *where* it acts and *what* it does:
+
+- ``site="embeddings"``: the output of the input embedding layer, shape (rows, T, d);
+- ``site="mlp_input"``: the input of the MLP of each decoder layer in ``layers``, i.e. the hidden
+  state after the post-attention norm, shape (rows, T, d); the residual stream is not touched.
+
+Hooks are attached with PyTorch forward (pre-)hooks on the model's own modules, so any
+transformers decoder whose layers have an ``mlp`` submodule works (Llama, Qwen2, Mistral, Gemma),
+and :func:`perturbed` removes them on exit: the trained model is the plain model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from kinject.errors import UserError
+
+# fn(hidden (rows, T, d), layer index or -1 for embeddings, attention mask (rows, T)) -> perturbed hidden
+PerturbFn = Callable[[torch.Tensor, int, torch.Tensor | None], torch.Tensor]
+SITES = ("embeddings", "mlp_input")
+
+
+@dataclass
+class NoiseConfig:
+    """The ``noise:`` config section. ``copies``: rows per sample in a batch (copy 0 clean), for
+    every perturbation method. ``neftune_alpha``: NEFTune's noise scale (5 in LaPael's comparison)."""
+
+    copies: int = 4
+    neftune_alpha: float = 5.0
+
+
+@dataclass
+class Perturbation:
+    """Where and how copies 1..N-1 of each sample are perturbed during training."""
+
+    site: str
+    fn: PerturbFn
+    layers: Sequence[int] = ()
+    state: dict[str, Any] = field(default_factory=dict)  # set per batch: rows to perturb, attention mask
+
+    def __post_init__(self) -> None:
+        if self.site not in SITES:
+            raise ValueError(f"unknown perturbation site {self.site!r}")
+
+    def apply(self, hidden: torch.Tensor, layer: int) -> torch.Tensor:
+        rows = self.state.get("rows")
+        if rows is None or not bool(rows.any()):
+            return hidden
+        noisy = self.fn(hidden[rows], layer, _rows_of(self.state.get("attention_mask"), rows))
+        out = hidden.clone()
+        out[rows] = noisy.to(hidden.dtype)
+        return out
+
+
+def _rows_of(mask: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
+    return None if mask is None else mask[rows]
+
+
+def decoder_layers(model: Any) -> Sequence[torch.nn.Module]:
+    """The decoder layers of a transformers causal LM (also under a peft wrapper)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.ModuleList) and len(module) and all(hasattr(m, "mlp") for m in module):
+            return module
+    raise UserError(f"{type(model).__name__}: no decoder layers with an 'mlp' submodule found")
+
+
+@contextlib.contextmanager
+def perturbed(model: Any, perturbation: Perturbation) -> Iterator[None]:
+    """Attach ``perturbation``'s hooks to ``model`` for the duration of the block."""
+    handles = []
+    if perturbation.site == "embeddings":
+        emb = model.get_input_embeddings()
+        handles.append(emb.register_forward_hook(lambda _m, _args, out: perturbation.apply(out, -1)))
+    else:
+        layers = decoder_layers(model)
+        for i in perturbation.layers:
+            if not 0 <= i < len(layers):
+                raise UserError(f"perturbed layer {i} is out of range (the model has {len(layers)} layers)")
+            handles.append(layers[i].mlp.register_forward_pre_hook(
+                lambda _m, args, i=i: (perturbation.apply(args[0], i), *args[1:])))
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
