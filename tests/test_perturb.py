@@ -78,3 +78,24 @@ def test_noise_config_is_checked():
     cfg.noise.copies = 1
     with pytest.raises(UserError, match=r"noise\.copies"):
         check_noise(None, cfg)
+
+
+@pytest.mark.parametrize("kind", ["uniform", "gaussian"])
+def test_multiplicative_noise_scales_around_one_and_vanishes_at_zero(kind):
+    from kinject.methods.noise import multiplicative_noise
+
+    torch.manual_seed(0)
+    hidden = torch.full((4, 8, 32), 2.0)
+    factor = multiplicative_noise(kind, 0.1)(hidden, 0, None) / hidden
+    assert factor.mean().item() == pytest.approx(1.0, abs=0.01) and factor.std().item() > 0.02
+    if kind == "uniform":
+        assert factor.min() >= 0.9 and factor.max() <= 1.1
+    assert torch.equal(multiplicative_noise(kind, 0.0)(hidden, 0, None), hidden)
+
+
+def test_fixed_noise_layers_are_checked(tiny_model_dir, tmp_path):
+    from kinject.cli import main
+
+    code = main(["inject", "--method", "noise-uniform", "--out", str(tmp_path / "m"), f"model={tiny_model_dir}",
+                 "noise.layers=9:x", "data.builtin.test_people=1", "data.builtin.test_orgs=1"])
+    assert code == 2 and not (tmp_path / "m").exists()

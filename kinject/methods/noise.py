@@ -1,8 +1,12 @@
 """Noise baselines for latent paraphrasing: the same copies-per-sample budget, untrained noise.
 
-``neftune`` (Jain et al. 2023): during training only, copies 1..N-1 of each sample get uniform
-noise in [-1, 1] added to their input embeddings, scaled by ``alpha / sqrt(L * d)`` (L the row's
-number of tokens, d the embedding size); copy 0 is clean. Evaluation sees the plain model.
+Every method here trains on the documents with ``noise.copies`` copies of each sample per batch,
+copy 0 clean and the others perturbed, during training only (evaluation sees the plain model):
+
+- ``neftune`` (Jain et al. 2023): uniform noise in [-1, 1] added to the input embeddings, scaled
+  by ``alpha / sqrt(L * d)`` (L the row's number of tokens, d the embedding size);
+- ``noise-uniform`` / ``noise-gaussian``: fixed multiplicative noise ``h * (1 + scale * u)`` on the
+  MLP inputs of the layers LaPael's paraphraser perturbs, ``u`` uniform in [-1, 1] or N(0, 1).
 """
 
 from __future__ import annotations
@@ -16,7 +20,8 @@ from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.methods.finetune import document_texts, finetune
 from kinject.methods.registry import Injected, InjectRequest, register_method
-from kinject.training.perturb import Perturbation
+from kinject.training.perturb import Perturbation, decoder_layers
+from kinject.training.trainer import layer_slice
 
 
 def neftune_noise(alpha: float):
@@ -34,8 +39,10 @@ def neftune_noise(alpha: float):
 def check_noise(corpus: Corpus, cfg: RunConfig) -> None:
     if cfg.noise.copies < 2:
         raise UserError(f"noise.copies must be >= 2 (copy 0 is clean), got {cfg.noise.copies}")
-    if not math.isfinite(cfg.noise.neftune_alpha) or cfg.noise.neftune_alpha < 0:
-        raise UserError(f"noise.neftune_alpha must be a finite number >= 0, got {cfg.noise.neftune_alpha}")
+    for key in ("neftune_alpha", "scale"):
+        value = getattr(cfg.noise, key)
+        if not math.isfinite(value) or value < 0:
+            raise UserError(f"noise.{key} must be a finite number >= 0, got {value}")
 
 
 @register_method("neftune", "fine-tuning on the documents, noise.copies copies per sample, NEFTune embedding "
@@ -43,3 +50,33 @@ def check_noise(corpus: Corpus, cfg: RunConfig) -> None:
 def neftune(req: InjectRequest) -> Injected:
     noise = Perturbation("embeddings", neftune_noise(req.cfg.noise.neftune_alpha))
     return finetune(req, document_texts(req.corpus), copies=req.cfg.noise.copies, perturbation=noise)
+
+
+def multiplicative_noise(kind: str, scale: float):
+    """Fixed multiplicative noise for MLP inputs (rows, T, d): ``h * (1 + scale * u)`` with ``u``
+    uniform in [-1, 1] (``kind="uniform"``) or standard normal (``"gaussian"``), per element."""
+
+    def fn(hidden: torch.Tensor, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
+        u = torch.empty_like(hidden).uniform_(-1, 1) if kind == "uniform" else torch.randn_like(hidden)
+        return hidden * (1 + scale * u)
+
+    return fn
+
+
+def _fixed_noise(req: InjectRequest, kind: str) -> Injected:
+    noise = req.cfg.noise
+    layers = list(layer_slice(noise.layers, len(decoder_layers(req.loaded.model)), "noise.layers"))
+    perturbation = Perturbation("mlp_input", multiplicative_noise(kind, noise.scale), layers=layers)
+    return finetune(req, document_texts(req.corpus), copies=noise.copies, perturbation=perturbation,
+                    noise_layers=layers)
+
+
+@register_method("noise-uniform", "fine-tuning on the documents, noise.copies copies per sample, uniform "
+                 "multiplicative noise on the MLP inputs of noise.layers on all but the first", check=check_noise)
+def noise_uniform(req: InjectRequest) -> Injected:
+    return _fixed_noise(req, "uniform")
+
+
+@register_method("noise-gaussian", "as noise-uniform, with Gaussian noise", check=check_noise)
+def noise_gaussian(req: InjectRequest) -> Injected:
+    return _fixed_noise(req, "gaussian")

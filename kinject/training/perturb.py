@@ -31,10 +31,15 @@ SITES = ("embeddings", "mlp_input")
 @dataclass
 class NoiseConfig:
     """The ``noise:`` config section. ``copies``: rows per sample in a batch (copy 0 clean), for
-    every perturbation method. ``neftune_alpha``: NEFTune's noise scale (5 in LaPael's comparison)."""
+    every perturbation method. ``neftune_alpha``: NEFTune's noise scale (5 in LaPael's comparison).
+    ``layers``/``scale``: the fixed multiplicative noise of ``noise-uniform``/``noise-gaussian``,
+    ``h * (1 + scale * u)`` on the MLP inputs of the decoder layers ``layers`` selects (":5" =
+    LaPael's perturbed layers 0..4)."""
 
     copies: int = 4
     neftune_alpha: float = 5.0
+    layers: str = ":5"
+    scale: float = 0.1
 
 
 @dataclass

@@ -67,7 +67,8 @@ class TrainResult:
     losses: list[float]
 
 
-def _layer_slice(spec: str, n_layers: int) -> range:
+def layer_slice(spec: str, n_layers: int, key: str = "train.layers") -> range:
+    """The decoder layers a slice spec ("5:", "0:5", ":5", "3") selects; ``key`` names it in errors."""
     try:
         parts = [int(p) if p.strip() else None for p in spec.split(":")]
         if len(parts) == 1:
@@ -75,14 +76,14 @@ def _layer_slice(spec: str, n_layers: int) -> range:
         if len(parts) != 2:
             raise ValueError
     except ValueError:
-        raise UserError(f"train.layers: {spec!r} is not a slice like '5:' or '0:5'") from None
+        raise UserError(f"{key}: {spec!r} is not a slice like '5:' or '0:5'") from None
     return range(n_layers)[slice(*parts)]
 
 
 def prepare_trainable(model, cfg: TrainConfig):
     """Freeze/unfreeze parameters (or wrap with LoRA) per ``cfg.mode``; returns the model to train."""
     layers = decoder_layers(model)
-    chosen = _layer_slice(cfg.layers, len(layers))
+    chosen = layer_slice(cfg.layers, len(layers))
     if cfg.mode == "full":
         for p in model.parameters():
             p.requires_grad_(True)
