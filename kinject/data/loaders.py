@@ -123,6 +123,11 @@ def load_jsonl(path: Path, probes: str | None) -> Corpus:
                   fewshot=list(RETENTION_FEWSHOT), meta={"path": str(path)})
 
 
+def _builtin_world(cfg: DataConfig, seed: int) -> Corpus:
+    """The built-in world: ``data.builtin.seed`` if set, else the run seed."""
+    return build_world(cfg.builtin, cfg.builtin.seed if cfg.builtin.seed is not None else seed)
+
+
 def load_documents(spec: str, cfg: DataConfig, seed: int = 0) -> tuple[str, list[Document]]:
     """(name, documents) of a corpus named on the command line, probes not needed.
 
@@ -131,8 +136,7 @@ def load_documents(spec: str, cfg: DataConfig, seed: int = 0) -> tuple[str, list
     """
     path = Path(spec).expanduser()
     if spec == "builtin":
-        world_seed = cfg.builtin.seed if cfg.builtin.seed is not None else seed
-        name, documents = "builtin", build_world(cfg.builtin, world_seed).documents
+        name, documents = "builtin", _builtin_world(cfg, seed).documents
     elif path.is_dir() and (path / cfg.split / "sentences.json").is_file():
         corpus = load_lapael_squad(path, cfg.split)
         name, documents = corpus.name, corpus.documents
@@ -162,8 +166,7 @@ def _limit(corpus: Corpus, n: int) -> Corpus:
 def load_corpus(cfg: DataConfig, seed: int) -> Corpus:
     """Load the corpus ``cfg`` names; the built-in world is generated from ``seed``."""
     if cfg.source == "builtin":
-        world_seed = cfg.builtin.seed if cfg.builtin.seed is not None else seed
-        corpus = build_world(cfg.builtin, world_seed)
+        corpus = _builtin_world(cfg, seed)
     elif cfg.source in ("lapael-squad", "textdir", "jsonl"):
         if not cfg.path:
             raise UserError(f"data.path: source {cfg.source!r} needs a path")
