@@ -10,7 +10,6 @@ Vectors are float32, L2-normalised, shape (n, dim): inner product = cosine simil
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import os
@@ -21,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from kinject.artifacts import directory_fingerprint
 from kinject.errors import UserError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -52,22 +52,6 @@ def resolve_embedder_path(name: str) -> str:
         if try_to_load_from_cache(name, "config.json") is None:
             raise UserError(f"embedder {name!r}: not a local directory, and not in the hub cache (HF_HUB_OFFLINE=1)")
     return name
-
-
-@functools.lru_cache(maxsize=8)
-def embedder_fingerprint(path: str) -> str:
-    """sha256 (16 hex digits) over every file's relative name and bytes under a local model
-    directory (same weights, same id); for a hub id, the hash of the id."""
-    local = Path(path)
-    if not local.is_dir():
-        return hashlib.sha256(path.encode()).hexdigest()[:16]
-    h = hashlib.sha256()
-    for f in sorted(p for p in local.rglob("*") if p.is_file() and ".cache" not in p.parts):
-        h.update(str(f.relative_to(local)).encode() + b"\0")
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    return h.hexdigest()[:16]
 
 
 class EmbeddingCache:
@@ -124,7 +108,7 @@ class Embedder:
             self.model = SentenceTransformer(self.path, device="cpu")
         except (OSError, ValueError) as exc:
             raise UserError(f"embedder {name!r}: could not be loaded ({str(exc).splitlines()[0]})") from None
-        self.fingerprint = embedder_fingerprint(self.path)
+        self.fingerprint = directory_fingerprint(self.path)
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)
         self.query_prefix = query_prefix

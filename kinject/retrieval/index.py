@@ -14,13 +14,9 @@ reverse order is known to crash on some platforms.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import math
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from kinject.artifacts import file_sha256, staged_directory
 from kinject.data.jsonl import load_records, write_json, write_jsonl
 from kinject.errors import UserError
 from kinject.retrieval.chunking import Chunk
@@ -50,14 +47,6 @@ class Hit:
     chunk: Chunk
     score: float
     rank: int
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _ivf_lists(n: int) -> int:
@@ -116,19 +105,11 @@ class PassageIndex:
         faiss = import_faiss()
         if out.exists() and not replace:
             raise UserError(f"{out}: already exists; choose a new index directory")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-        try:
+        with staged_directory(out, replace=True) as tmp:
             faiss.write_index(self.index, str(tmp / "index.faiss"))
             write_jsonl(tmp / "chunks.jsonl", (c.to_dict() for c in self.chunks))
-            self.meta["sha256"] = {f: _sha256(tmp / f) for f in ("index.faiss", "chunks.jsonl")}
+            self.meta["sha256"] = {f: file_sha256(tmp / f) for f in ("index.faiss", "chunks.jsonl")}
             write_json(tmp / "meta.json", self.meta)
-            if out.exists():
-                shutil.rmtree(out)
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
 
     @classmethod
     def load(cls, path: Path, expect: dict[str, Any] | None = None) -> PassageIndex:
@@ -146,7 +127,7 @@ class PassageIndex:
                                     f"but this run embeds with {expect['name']!r} ({key} {expect.get(key)!r}); "
                                     "rebuild the index or match retrieval.embedder and its prefixes")
         for name, digest in meta["sha256"].items():
-            if _sha256(path / name) != digest:
+            if file_sha256(path / name) != digest:
                 raise UserError(f"{path / name}: corrupted (its sha256 differs from the one in meta.json)")
         faiss = import_faiss()
         try:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kinject.artifacts import directory_fingerprint
 from kinject.data.schema import Corpus, Document, Probe
 from kinject.errors import UserError
 from kinject.evaluation.metrics import tokens
 from kinject.evaluation.runner import Context
 from kinject.retrieval.chunking import Chunk, check_chunking, chunk_documents
-from kinject.retrieval.embedder import DEFAULT_EMBEDDER, Embedder, embedder_fingerprint, resolve_embedder_path
+from kinject.retrieval.embedder import DEFAULT_EMBEDDER, Embedder, resolve_embedder_path
 from kinject.retrieval.index import Hit, PassageIndex, read_index_meta
 
 
@@ -61,7 +62,7 @@ def check_retrieval_config(cfg: RetrievalConfig) -> None:
     if cfg.index is not None:
         path = Path(cfg.index).expanduser()
         built_by = read_index_meta(path)["embedder"]
-        fingerprint = embedder_fingerprint(resolve_embedder_path(cfg.embedder))
+        fingerprint = directory_fingerprint(resolve_embedder_path(cfg.embedder))
         if built_by["fingerprint"] != fingerprint:
             raise UserError(f"retrieval.index: {path} was built with embedder {built_by['name']!r}, not "
                             f"retrieval.embedder={cfg.embedder!r} (other weights); rebuild it or set the embedder")
