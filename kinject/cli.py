@@ -5,6 +5,7 @@
     kinject eval    --model PATH [--probes FILE] [--config FILE] [--seed S] [--out DIR] [key=value ...]
     kinject index build CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
     kinject index query DIR "question" [-k 5]
+    kinject train-paraphraser CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
     kinject methods
 
 Bad input prints one line ``kinject: error: ...`` and exits with code 2.
@@ -13,6 +14,7 @@ Bad input prints one line ``kinject: error: ...`` and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -70,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("index", help="an index directory from 'kinject index build'")
     iq.add_argument("question")
     iq.add_argument("-k", type=int, default=5, help="passages to return (default 5)")
+
+    tp = sub.add_parser("train-paraphraser", help="train a LaPael latent paraphraser for the model (model=...)",
+                        epilog="Settings: the lapael.* keys (configs/default.yaml). " + EPILOG)
+    tp.add_argument("corpus", help="'builtin' (the train split of the world of --seed), a LaPael SQuAD directory "
+                    "(its train split), or a JSONL of {text, answer, paraphrases, entities}")
+    _common(tp)
+    tp.add_argument("--out", required=True, help="paraphraser directory to create (must not exist)")
+    tp.add_argument("--seed", type=int, default=0, help="training seed, and the built-in world's (default 0)")
 
     sub.add_parser("methods", help="list the registered methods and modifiers")
     return parser
@@ -197,6 +207,29 @@ def cmd_index(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_paraphraser(args: argparse.Namespace) -> int:
+    from kinject.data.loaders import load_paraphrase_data
+    from kinject.lapael.train import check_train_config, fit_paraphraser
+    from kinject.models import load_model
+
+    cfg = _load_cfg(args)
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"--out {out}: already exists; choose a new directory")
+    check_train_config(cfg.lapael)
+    name, facts, paraphrases = load_paraphrase_data(args.corpus, cfg.data, args.seed)
+    loaded = load_model(cfg.model)
+    command = "kinject " + shlex.join(args.argv)
+    training = fit_paraphraser(loaded, name, facts, paraphrases, cfg.lapael, args.seed, command,
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+    training.paraphraser.save(out)
+    last = training.epochs[-1]
+    print(f"paraphraser for {cfg.model} (seed {args.seed}): {training.paraphraser.meta['training']['sentences']} "
+          f"sentences of {name}, {len(training.epochs)} epochs in {training.seconds:.0f} s; final kl {last.kl:.4f}, "
+          f"mask {last.mask:.4f}; saved to {out} (use with lapael.paraphraser={out})")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from kinject.methods.registry import method_specs, modifier_specs
 
@@ -207,7 +240,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "index": cmd_index, "methods": cmd_methods}
+COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "index": cmd_index,
+            "train-paraphraser": cmd_train_paraphraser, "methods": cmd_methods}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -216,7 +250,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     (argparse fills a positional list once, at its first chunk; later key=value words come back
     as unknown arguments and are added to the overrides here.)
     """
+    argv = sys.argv[1:] if argv is None else argv
     args, extra = build_parser().parse_known_args(argv)
+    args.argv = list(argv)  # recorded by commands whose artefacts say how they were made
     if extra:
         if not hasattr(args, "overrides") or not all("=" in e and not e.startswith("-") for e in extra):
             raise UserError(f"kinject: unrecognized arguments: {' '.join(extra)}")

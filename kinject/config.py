@@ -19,6 +19,7 @@ import yaml
 from kinject.data.builtin.world import BuiltinConfig
 from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
+from kinject.lapael.config import LapaelConfig
 from kinject.models import DEFAULT_MODEL
 from kinject.retrieval.retriever import RetrievalConfig
 from kinject.training.perturb import NoiseConfig
@@ -68,6 +69,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     para: ParaConfig = field(default_factory=ParaConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
+    lapael: LapaelConfig = field(default_factory=LapaelConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_models: bool = False

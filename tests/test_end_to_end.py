@@ -81,3 +81,15 @@ def test_prefix_cache_tokenizes_prompts_as_whole_strings(real):
     for probe in corpus.probes_of("qa"):
         prompt = qa_suffix(probe)
         assert lm.prefix_ids + lm._encode(prompt) == real.tokenizer(header + prompt).input_ids
+
+
+def test_lapael_injects_with_the_shipped_paraphraser(tmp_path, capsys):
+    from kinject.lapael.paraphraser import load_paraphraser, resolve_paraphraser
+
+    shipped = load_paraphraser(resolve_paraphraser("auto", "smollm2-135m"))
+    assert shipped.hidden_size == 576 and shipped.layers == [0, 1, 2, 3, 4]
+    assert shipped.meta["training"]["command"].startswith("kinject train-paraphraser builtin")
+    out = tmp_path / "model"
+    assert main(["inject", "--method", "lapael", "--out", str(out), "data.limit=2", "train.epochs=1",
+                 *SMALL[:4], "train.progress=false"]) == 0
+    assert "lapael (seed 0)" in capsys.readouterr().out and (out / "model.safetensors").is_file()

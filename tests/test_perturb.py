@@ -31,7 +31,7 @@ def test_only_flagged_rows_change_and_removed_hooks_leave_the_model_bit_identica
     ids = torch.tensor([[3, 4, 5, 6]] * 2)
     clean = _logits(model, ids)
     seen = []
-    double = Perturbation(site, lambda h, layer, mask: seen.append(layer) or h * 2.0, layers=layers)
+    double = Perturbation(site, lambda h, layer, context: seen.append(layer) or h * 2.0, layers=layers)
     double.state = {"rows": torch.tensor([False, True])}
     with perturbed(model, double):
         noisy = _logits(model, ids)
@@ -44,7 +44,7 @@ def test_only_flagged_rows_change_and_removed_hooks_leave_the_model_bit_identica
 def test_decoder_layers_are_found_and_bad_layers_refused(tiny):
     assert len(decoder_layers(tiny.model)) == 2
     with pytest.raises(UserError, match="out of range"), perturbed(tiny.model, Perturbation(
-            "mlp_input", lambda h, layer, mask: h, layers=[5])):
+            "mlp_input", lambda h, layer, context: h, layers=[5])):
         pass
 
 
@@ -52,7 +52,7 @@ def test_neftune_noise_is_bounded_by_alpha_over_sqrt_length_times_dim():
     torch.manual_seed(0)
     hidden = torch.zeros(2, 10, 64)
     mask = torch.tensor([[1] * 10, [1] * 4 + [0] * 6])
-    noise = neftune_noise(5.0)(hidden, -1, mask)
+    noise = neftune_noise(5.0)(hidden, -1, {"attention_mask": mask})
     for row, length in enumerate((10, 4)):
         bound = 5.0 / math.sqrt(length * 64)
         assert noise[row].abs().max() <= bound
@@ -86,11 +86,11 @@ def test_multiplicative_noise_scales_around_one_and_vanishes_at_zero(kind):
 
     torch.manual_seed(0)
     hidden = torch.full((4, 8, 32), 2.0)
-    factor = multiplicative_noise(kind, 0.1)(hidden, 0, None) / hidden
+    factor = multiplicative_noise(kind, 0.1)(hidden, 0, {}) / hidden
     assert factor.mean().item() == pytest.approx(1.0, abs=0.01) and factor.std().item() > 0.02
     if kind == "uniform":
         assert factor.min() >= 0.9 and factor.max() <= 1.1
-    assert torch.equal(multiplicative_noise(kind, 0.0)(hidden, 0, None), hidden)
+    assert torch.equal(multiplicative_noise(kind, 0.0)(hidden, 0, {}), hidden)
 
 
 def test_fixed_noise_layers_are_checked(tiny_model_dir, tmp_path):
@@ -99,3 +99,37 @@ def test_fixed_noise_layers_are_checked(tiny_model_dir, tmp_path):
     code = main(["inject", "--method", "noise-uniform", "--out", str(tmp_path / "m"), f"model={tiny_model_dir}",
                  "noise.layers=9:x", "data.builtin.test_people=1", "data.builtin.test_orgs=1"])
     assert code == 2 and not (tmp_path / "m").exists()
+
+
+def test_freelb_moves_the_embeddings_uphill_and_averages_its_passes(tiny):
+    from kinject.methods.noise import FreeLB
+
+    model = tiny.model
+    ids = torch.tensor([[3, 4, 5, 6, 7, 8]] * 2)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": ids}
+    with torch.no_grad():
+        clean = model(**batch).loss
+    adversary = FreeLB(init=0.0, step=1.0, steps=2)
+    perturbation = adversary.perturbation()
+    perturbation.state = {"rows": torch.tensor([True, True]), "attention_mask": batch["attention_mask"]}
+    losses = []
+    with perturbed(model, perturbation):
+        mean = adversary.loss(lambda: losses.append(model(**batch).loss) or losses[-1], model, perturbation.state)
+    assert len(losses) == 2 and torch.allclose(losses[0], clean)  # init 0: the first pass is the clean loss
+    assert losses[1] > losses[0] and torch.allclose(mean, (losses[0] + losses[1]) / 2)
+    assert "delta" not in perturbation.state
+    mean.backward()
+    assert model.get_input_embeddings().weight.grad is not None
+
+
+def test_freelb_trains_with_copies_and_leaves_no_hooks(tiny_model_dir):
+    from kinject.methods.noise import FreeLB
+    from kinject.models import load_model
+
+    loaded = load_model(str(tiny_model_dir))
+    cfg = TrainConfig(epochs=1, batch_size=2, bf16=False, progress=False)
+    texts = ["Ada Marlow was born in 1874.", "Bo hails from Lund."]
+    freelb = FreeLB(0.6, 0.1, 2).perturbation()
+    model, res = train_causal_lm(loaded.model, loaded.tokenizer, texts, cfg, seed=0, copies=4, perturbation=freelb)
+    assert res.steps == 1 and all(math.isfinite(x) for x in res.losses)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())

@@ -186,3 +186,41 @@ def load_corpus(cfg: DataConfig, seed: int) -> Corpus:
     if not corpus.probes:
         raise UserError(f"corpus {corpus.name!r} has no probes to evaluate")
     return corpus
+
+
+def _paraphrase_row(row: dict) -> tuple[Fact, list[str]]:
+    for key in ("text", "answer", "paraphrases"):
+        if key not in row:
+            raise KeyError(key)
+    if not isinstance(row["paraphrases"], list) or not all(isinstance(p, str) for p in row["paraphrases"]):
+        raise ValueError("field 'paraphrases' must be a list of strings")
+    fid = str(row.get("id", row["text"]))
+    text, answer = row["text"], row["answer"]
+    return Fact(fid, fid, text, answer, answer_start=text.rfind(answer),
+                entities=list(row.get("entities", []))), row["paraphrases"]
+
+
+def load_paraphrase_data(spec: str, cfg: DataConfig, seed: int = 0) -> tuple[str, list[Fact], dict[str, list[str]]]:
+    """(name, facts, paraphrases by fact id) to train a latent paraphraser on.
+
+    ``spec``: ``builtin`` (the train split of the world of ``seed``: gold paraphrases, exact
+    entity spans), a LaPael SQuAD directory (its train split: paraphrases.json, entities.json),
+    or a JSONL of ``{text, answer, paraphrases: [...], entities: [...] (optional), id (optional)}``.
+    """
+    path = Path(spec).expanduser()
+    if spec == "builtin":
+        corpus = _builtin_world(cfg, seed)
+        return f"builtin-train (world {corpus.meta['world_seed']})", corpus.train_facts, corpus.train_paraphrases
+    if path.is_dir():
+        if not (path / "train" / "paraphrases.json").is_file():
+            raise UserError(f"{path}: not a LaPael SQuAD directory (train/paraphrases.json is missing)")
+        corpus = load_lapael_squad(path, "test")
+        return f"lapael-squad-train:{path.name}", corpus.train_facts, corpus.train_paraphrases
+    if path.is_file():
+        pairs = load_records(path, _paraphrase_row)
+        if not pairs:
+            raise UserError(f"{path}: no sentences")
+        facts = [f for f, _ in pairs]
+        return f"jsonl:{path.name}", facts, {f.id: p for f, p in pairs}
+    raise UserError(f"{spec}: no such file or directory (give 'builtin', a LaPael SQuAD directory, "
+                    "or a JSONL of {text, answer, paraphrases})")

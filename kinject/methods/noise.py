@@ -6,7 +6,10 @@ copy 0 clean and the others perturbed, during training only (evaluation sees the
 - ``neftune`` (Jain et al. 2023): uniform noise in [-1, 1] added to the input embeddings, scaled
   by ``alpha / sqrt(L * d)`` (L the row's number of tokens, d the embedding size);
 - ``noise-uniform`` / ``noise-gaussian``: fixed multiplicative noise ``h * (1 + scale * u)`` on the
-  MLP inputs of the layers LaPael's paraphraser perturbs, ``u`` uniform in [-1, 1] or N(0, 1).
+  MLP inputs of the layers LaPael's paraphraser perturbs, ``u`` uniform in [-1, 1] or N(0, 1);
+- ``freelb`` (Zhu et al. 2020): an adversarial perturbation of the input embeddings, started
+  at random and moved up the loss gradient; the parameter gradient is averaged over the
+  ``noise.freelb_steps`` passes (so it costs that many forward/backward passes per batch).
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ from kinject.training.trainer import layer_slice
 
 
 def neftune_noise(alpha: float):
-    """The NEFTune perturbation of embeddings (rows, T, d); ``mask`` (rows, T) gives each row's L."""
+    """The NEFTune perturbation of embeddings (rows, T, d); the attention mask (rows, T) gives each
+    row's L."""
 
-    def fn(hidden: torch.Tensor, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
+    def fn(hidden: torch.Tensor, layer: int, context: dict[str, torch.Tensor]) -> torch.Tensor:
         rows, width, dim = hidden.shape
+        mask = context.get("attention_mask")
         lengths = mask.sum(1) if mask is not None else torch.full((rows,), width, device=hidden.device)
         scale = alpha / torch.sqrt(lengths.clamp(min=1).to(hidden.dtype) * dim)
         return hidden + torch.empty_like(hidden).uniform_(-1, 1) * scale[:, None, None]
@@ -39,7 +44,9 @@ def neftune_noise(alpha: float):
 def check_noise(corpus: Corpus, cfg: RunConfig) -> None:
     if cfg.noise.copies < 2:
         raise UserError(f"noise.copies must be >= 2 (copy 0 is clean), got {cfg.noise.copies}")
-    for key in ("neftune_alpha", "scale"):
+    if cfg.noise.freelb_steps < 1:
+        raise UserError(f"noise.freelb_steps must be >= 1, got {cfg.noise.freelb_steps}")
+    for key in ("neftune_alpha", "scale", "freelb_init", "freelb_step", "freelb_max_norm"):
         value = getattr(cfg.noise, key)
         if not math.isfinite(value) or value < 0:
             raise UserError(f"noise.{key} must be a finite number >= 0, got {value}")
@@ -56,7 +63,7 @@ def multiplicative_noise(kind: str, scale: float):
     """Fixed multiplicative noise for MLP inputs (rows, T, d): ``h * (1 + scale * u)`` with ``u``
     uniform in [-1, 1] (``kind="uniform"``) or standard normal (``"gaussian"``), per element."""
 
-    def fn(hidden: torch.Tensor, layer: int, mask: torch.Tensor | None) -> torch.Tensor:
+    def fn(hidden: torch.Tensor, layer: int, context: dict[str, torch.Tensor]) -> torch.Tensor:
         u = torch.empty_like(hidden).uniform_(-1, 1) if kind == "uniform" else torch.randn_like(hidden)
         return hidden * (1 + scale * u)
 
@@ -80,3 +87,55 @@ def noise_uniform(req: InjectRequest) -> Injected:
 @register_method("noise-gaussian", "as noise-uniform, with Gaussian noise", check=check_noise)
 def noise_gaussian(req: InjectRequest) -> Injected:
     return _fixed_noise(req, "gaussian")
+
+
+class FreeLB:
+    """FreeLB's adversary on the input embeddings of the perturbed rows.
+
+    Per batch: ``delta`` (rows, T, d) starts uniform in [-1, 1] on real tokens, scaled by
+    ``init / sqrt(L * d)``; then ``steps`` passes, each computing the loss at ``embeddings + delta``
+    and, between passes, moving ``delta`` by ``step`` along its L2-normalised gradient (projected
+    onto the ball of radius ``max_norm`` when > 0). Returns the mean of the passes' losses, so the
+    parameter gradient is FreeLB's average over the ascent.
+    """
+
+    def __init__(self, init: float, step: float, steps: int, max_norm: float = 0.0) -> None:
+        self.init, self.step, self.steps, self.max_norm = init, step, steps, max_norm
+
+    def perturbation(self) -> Perturbation:
+        return Perturbation("embeddings", self.add_delta, adversary=self.loss)
+
+    @staticmethod
+    def add_delta(hidden: torch.Tensor, layer: int, context: dict[str, torch.Tensor]) -> torch.Tensor:
+        return hidden + context["delta"].to(hidden.dtype)
+
+    def loss(self, compute, model, state: dict) -> torch.Tensor:
+        mask = state["attention_mask"]
+        dim = model.get_input_embeddings().weight.shape[1]
+        lengths = mask.sum(1).clamp(min=1).float()
+        delta = torch.empty(*mask.shape, dim, device=mask.device).uniform_(-1, 1) * mask[..., None]
+        delta = delta * (self.init / torch.sqrt(lengths * dim))[:, None, None]
+        losses = []
+        for k in range(self.steps):
+            delta.requires_grad_(True)
+            state["delta"] = delta
+            losses.append(compute())
+            if k == self.steps - 1:
+                break
+            (grad,) = torch.autograd.grad(losses[-1], delta, retain_graph=True)
+            norm = grad.flatten(1).norm(dim=1).clamp(min=1e-12)
+            delta = (delta + self.step * grad / norm[:, None, None]).detach()
+            if self.max_norm > 0:
+                scale = (self.max_norm / delta.flatten(1).norm(dim=1).clamp(min=1e-12)).clamp(max=1.0)
+                delta = delta * scale[:, None, None]
+        state.pop("delta", None)
+        return torch.stack(losses).mean()
+
+
+@register_method("freelb", "fine-tuning on the documents, noise.copies copies per sample, FreeLB adversarial "
+                 "embedding perturbation on all but the first", check=check_noise)
+def freelb(req: InjectRequest) -> Injected:
+    noise = req.cfg.noise
+    adversary = FreeLB(noise.freelb_init, noise.freelb_step, noise.freelb_steps, noise.freelb_max_norm)
+    return finetune(req, document_texts(req.corpus), copies=noise.copies, perturbation=adversary.perturbation(),
+                    freelb_steps=noise.freelb_steps)

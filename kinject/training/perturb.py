@@ -23,8 +23,11 @@ import torch
 
 from kinject.errors import UserError
 
-# fn(hidden (rows, T, d), layer index or -1 for embeddings, attention mask (rows, T)) -> perturbed hidden
-PerturbFn = Callable[[torch.Tensor, int, torch.Tensor | None], torch.Tensor]
+# fn(hidden (rows, T, d), layer index or -1 for embeddings, per-row batch tensors such as
+# "attention_mask" (rows, T), restricted to the perturbed rows) -> perturbed hidden (rows, T, d)
+PerturbFn = Callable[[torch.Tensor, int, dict[str, torch.Tensor]], torch.Tensor]
+# adversary(loss of the batch as it stands, model, state) -> loss to back-propagate
+Adversary = Callable[[Callable[[], torch.Tensor], Any, dict[str, Any]], torch.Tensor]
 SITES = ("embeddings", "mlp_input")
 
 
@@ -34,22 +37,36 @@ class NoiseConfig:
     every perturbation method. ``neftune_alpha``: NEFTune's noise scale (5 in LaPael's comparison).
     ``layers``/``scale``: the fixed multiplicative noise of ``noise-uniform``/``noise-gaussian``,
     ``h * (1 + scale * u)`` on the MLP inputs of the decoder layers ``layers`` selects (":5" =
-    LaPael's perturbed layers 0..4)."""
+    LaPael's perturbed layers 0..4). ``freelb_*``: FreeLB's initial perturbation magnitude, ascent
+    step size (L2-normalised gradient), number of forward/backward passes per batch, and the L2
+    bound of the perturbation (0 = unbounded); LaPael's setting 0.6 / 0.1 / 2."""
 
     copies: int = 4
     neftune_alpha: float = 5.0
     layers: str = ":5"
     scale: float = 0.1
+    freelb_init: float = 0.6
+    freelb_step: float = 0.1
+    freelb_steps: int = 2
+    freelb_max_norm: float = 0.0
 
 
 @dataclass
 class Perturbation:
-    """Where and how copies 1..N-1 of each sample are perturbed during training."""
+    """Where and how copies 1..N-1 of each sample are perturbed during training.
+
+    ``state`` is set before each forward pass: ``rows`` (bool, (batch,)) selects the rows to
+    perturb; every other entry is a per-row tensor (``attention_mask`` (batch, T), a token mask
+    ...) that ``fn`` receives cut down to those rows. An ``adversary`` (FreeLB) replaces the
+    training loss computation: it sets ``state`` entries (the perturbation), calls the plain loss
+    one or more times and returns the loss to back-propagate.
+    """
 
     site: str
     fn: PerturbFn
     layers: Sequence[int] = ()
-    state: dict[str, Any] = field(default_factory=dict)  # set per batch: rows to perturb, attention mask
+    state: dict[str, Any] = field(default_factory=dict)
+    adversary: Adversary | None = None
 
     def __post_init__(self) -> None:
         if self.site not in SITES:
@@ -59,14 +76,13 @@ class Perturbation:
         rows = self.state.get("rows")
         if rows is None or not bool(rows.any()):
             return hidden
-        noisy = self.fn(hidden[rows], layer, _rows_of(self.state.get("attention_mask"), rows))
+        context = {k: v[rows] for k, v in self.state.items() if k != "rows" and v is not None}
+        noisy = self.fn(hidden[rows], layer, context)
+        if bool(rows.all()):
+            return noisy.to(hidden.dtype)
         out = hidden.clone()
         out[rows] = noisy.to(hidden.dtype)
         return out
-
-
-def _rows_of(mask: torch.Tensor | None, rows: torch.Tensor) -> torch.Tensor | None:
-    return None if mask is None else mask[rows]
 
 
 def decoder_layers(model: Any) -> Sequence[torch.nn.Module]:

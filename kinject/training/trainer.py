@@ -149,10 +149,14 @@ def _perturbing_trainer(base: type, perturbation: Perturbation | None) -> type:
     class PerturbingTrainer(base):
         def compute_loss(self, model, inputs, *args, **kwargs):
             copy_index = inputs.pop("copy_index", None)
-            if perturbation is not None:
-                perturbation.state = {"rows": None if copy_index is None else copy_index > 0,
-                                      "attention_mask": inputs.get("attention_mask")}
-            return super().compute_loss(model, inputs, *args, **kwargs)
+            if perturbation is None:
+                return super().compute_loss(model, inputs, *args, **kwargs)
+            perturbation.state = {"rows": None if copy_index is None else copy_index > 0,
+                                  "attention_mask": inputs.get("attention_mask")}
+            if perturbation.adversary is None:
+                return super().compute_loss(model, inputs, *args, **kwargs)
+            return perturbation.adversary(lambda: super(PerturbingTrainer, self).compute_loss(
+                model, inputs, *args, **kwargs), model, perturbation.state)
 
     return PerturbingTrainer
 

@@ -1,0 +1,41 @@
+"""The ``lapael:`` config section: which paraphraser injection uses, and how one is trained."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class LapaelConfig:
+    """``paraphraser``: a directory from ``kinject train-paraphraser``, or ``auto`` (the one shipped
+    for the default model). The other keys are read by ``kinject train-paraphraser``:
+
+    - ``layers``: decoder layers whose MLP input is perturbed (":5" = layers 0..4);
+    - ``kl_layers``: hidden-state outputs the loss compares (indices of ``output_hidden_states``,
+      0 = embeddings; ``None`` = the upper half, layers n/2..n);
+    - ``copies``: perturbed copies per sentence; ``epochs``, ``batch_size`` (sentences), ``lr``
+      (AdamW, constant), ``max_grad_norm``;
+    - ``std_floor``: predicted std is clamped to at least this, and target std below it is replaced
+      by the (detached) predicted std;
+    - ``mask_temperature``: of the relaxed-Bernoulli token mask; ``mask_ratio``: the share of
+      non-entity tokens the learned mask should perturb; ``mask_weight``: weight of the mask loss;
+    - ``paraphrases``: at most this many paraphrases per sentence form its target;
+    - ``max_length``: sentences whose answer starts after this many tokens are skipped;
+    - ``limit``: train on the first N sentences only (None = all).
+    """
+
+    paraphraser: str = "auto"
+    layers: str = ":5"
+    kl_layers: str | None = None
+    copies: int = 4
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    max_grad_norm: float = 1.0
+    std_floor: float = 0.1
+    mask_temperature: float = 0.1
+    mask_ratio: float = 0.5
+    mask_weight: float = 1.0
+    paraphrases: int = 10
+    max_length: int = 192
+    limit: int | None = None

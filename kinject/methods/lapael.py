@@ -1,0 +1,51 @@
+"""``lapael`` and ``lapael+para``: fine-tuning with a frozen latent paraphraser (LaPael).
+
+Each training sample becomes ``noise.copies`` rows of its batch: copy 0 clean, the others
+perturbed by the paraphraser (``lapael.paraphraser``; ``auto`` = the one shipped for the default
+model) with its learned token mask; the LM loss averages over all rows. ``lapael+para`` does the
+same on the documents plus ``para.k`` paraphrases of each (as ``ft-para``). The paraphraser is
+removed after training: the injected model is the plain model. The trained part follows ``train``
+(``configs/lapael-recipe.yaml`` has LaPael's own: the MLPs of layers 5..end).
+"""
+
+from __future__ import annotations
+
+from kinject.config import RunConfig
+from kinject.data.schema import Corpus
+from kinject.lapael.paraphraser import load_paraphraser, resolve_paraphraser
+from kinject.methods.finetune import check_paraphrases, document_texts, finetune, paraphrase_texts
+from kinject.methods.noise import check_noise
+from kinject.methods.registry import Injected, InjectRequest, register_method
+
+
+def check_lapael(corpus: Corpus, cfg: RunConfig) -> None:
+    check_noise(corpus, cfg)
+    load_paraphraser(resolve_paraphraser(cfg.lapael.paraphraser, cfg.model))
+
+
+def check_lapael_para(corpus: Corpus, cfg: RunConfig) -> None:
+    check_lapael(corpus, cfg)
+    check_paraphrases(corpus, cfg)
+
+
+def _with_paraphraser(req: InjectRequest, texts: list[str], epochs: float | None = None, **info) -> Injected:
+    path = resolve_paraphraser(req.cfg.lapael.paraphraser, req.cfg.model)
+    para = load_paraphraser(path)
+    para.check_fits(req.loaded.model, f"lapael.paraphraser {path}")
+    para.to(next(req.loaded.model.parameters()).device)
+    return finetune(req, texts, epochs=epochs, copies=req.cfg.noise.copies, perturbation=para.perturbation(),
+                    paraphraser=str(path), paraphraser_layers=para.layers, **info)
+
+
+@register_method("lapael", "fine-tuning on the documents, noise.copies copies per sample, all but the first "
+                 "perturbed by the latent paraphraser (lapael.paraphraser)", check=check_lapael)
+def lapael(req: InjectRequest) -> Injected:
+    return _with_paraphraser(req, document_texts(req.corpus))
+
+
+@register_method("lapael+para", "as lapael, on the documents plus para.k paraphrases of each (as ft-para)",
+                 check=check_lapael_para)
+def lapael_para(req: InjectRequest) -> Injected:
+    extra = paraphrase_texts(req.corpus, req.cfg.para.k)
+    return _with_paraphraser(req, document_texts(req.corpus) + extra, epochs=req.cfg.para.epochs,
+                             paraphrases=len(extra))

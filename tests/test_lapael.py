@@ -1,0 +1,168 @@
+"""LaPael on the tiny model: the paraphraser module, its losses, targets, training and injection."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from kinject.cli import main
+from kinject.errors import UserError
+from kinject.lapael.paraphraser import LatentParaphraser, load_paraphraser, relaxed_bernoulli, resolve_paraphraser
+from kinject.lapael.targets import tokenize_to_answer
+from kinject.lapael.train import distribution_loss, mask_loss, symmetric_gaussian_kl
+from kinject.training.perturb import perturbed
+
+SMALL_WORLD = ["data.builtin.test_people=2", "data.builtin.test_orgs=1", "data.builtin.train_people=3",
+               "data.builtin.train_orgs=1"]
+FAST = ["lapael.epochs=2", "lapael.batch_size=4", "lapael.copies=2", "lapael.layers=:1", "lapael.kl_layers=1:"]
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+
+
+def test_paraphraser_is_the_identity_where_the_mask_is_zero_and_perturbs_elsewhere():
+    torch.manual_seed(0)
+    para = LatentParaphraser(16, [0, 1])
+    h = torch.randn(3, 5, 16)
+    keep_all = {"keep": torch.ones(3, 5, dtype=torch.bool)}
+    assert torch.equal(para.perturb(h, 0, keep_all), h)
+    keep = torch.zeros(3, 5, dtype=torch.bool)
+    keep[:, 2] = True
+    out = para.perturb(h, 1, {"keep": keep})
+    assert torch.equal(out[:, 2], h[:, 2]) and not torch.allclose(out[:, 0], h[:, 0])
+    assert para.mask_logits[1].shape == (3, 5)
+
+
+def test_noise_is_one_where_alpha_is_zero_and_the_learned_mask_is_soft_in_0_1():
+    torch.manual_seed(0)
+    para = LatentParaphraser(8, [0])
+    net = para.nets["0"]
+    torch.nn.init.zeros_(net.alpha[2].weight)
+    torch.nn.init.zeros_(net.alpha[2].bias)
+    h = torch.randn(2, 4, 8)
+    assert torch.allclose(net.scale(h), torch.ones_like(h))  # softplus(0) with beta ln 2 = 1
+    m = relaxed_bernoulli(torch.zeros(10000), 0.1)
+    assert m.min() >= 0 and m.max() <= 1 and m.mean().item() == pytest.approx(0.5, abs=0.02)
+    assert ((m < 0.05) | (m > 0.95)).float().mean() > 0.8  # temperature 0.1: nearly binary
+
+
+def test_hooks_leave_the_model_bit_identical_once_removed(tiny):
+    ids = torch.tensor([[3, 4, 5, 6, 7]] * 2)
+    with torch.no_grad():
+        clean = tiny.model(input_ids=ids).logits
+    para = LatentParaphraser(tiny.model.config.hidden_size, [0, 1])
+    perturbation = para.perturbation()
+    perturbation.state = {"rows": torch.tensor([False, True])}
+    with torch.no_grad(), perturbed(tiny.model, perturbation):
+        noisy = tiny.model(input_ids=ids).logits
+        assert torch.equal(noisy[0], clean[0]) and not torch.allclose(noisy[1], clean[1])
+    with torch.no_grad():
+        assert torch.equal(tiny.model(input_ids=ids).logits, clean)
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in tiny.model.modules())
+
+
+def test_symmetric_kl_is_zero_for_identical_gaussians_and_matches_the_closed_form():
+    mean, std = torch.randn(6), torch.rand(6) + 0.5
+    assert torch.allclose(symmetric_gaussian_kl(mean, std, mean, std), torch.zeros(6), atol=1e-7)
+    p, q = (torch.tensor([0.0]), torch.tensor([1.0])), (torch.tensor([1.0]), torch.tensor([2.0]))
+    kl_pq = math.log(2 / 1) + (1 + 1) / (2 * 4) - 0.5
+    kl_qp = math.log(1 / 2) + (4 + 1) / (2 * 1) - 0.5
+    assert symmetric_gaussian_kl(*p, *q).item() == pytest.approx(0.5 * (kl_pq + kl_qp))
+    assert torch.equal(symmetric_gaussian_kl(*p, *q), symmetric_gaussian_kl(*q, *p))
+
+
+def test_distribution_loss_is_zero_on_target_and_floors_small_stds():
+    torch.manual_seed(0)
+    states = torch.randn(2, 3, 4, 8)  # K=2 outputs, B=3 sentences, 4 copies, d=8
+    mean, std = states.mean(2), states.std(2)
+    assert distribution_loss(states, mean, std, std_floor=0.01).item() == pytest.approx(0.0, abs=1e-6)
+    assert distribution_loss(states, mean + 1, std, std_floor=0.01).item() > 1
+    # a target std under the floor is replaced by the predicted std: only the mean gap remains
+    tiny_std = torch.full_like(std, 1e-4)
+    assert distribution_loss(states, mean, tiny_std, std_floor=0.01).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_mask_loss_wants_entities_kept_and_half_the_rest_perturbed():
+    keep = torch.tensor([[True, True, False, False, False, False]])
+    valid = torch.ones_like(keep)
+    good = torch.tensor([[-20.0, -20.0, 0.0, 0.0, 0.0, 0.0]])
+    assert mask_loss(good, keep, valid, 0.5).item() == pytest.approx(0.0, abs=1e-6)
+    assert mask_loss(torch.full_like(good, 20.0), keep, valid, 0.5).item() == pytest.approx(1.5, abs=1e-6)
+
+
+def test_answer_position_and_entity_mask(tiny):
+    tok = tiny.tokenizer
+    text = "Ada Marlow was born in 1874."
+    cut = tokenize_to_answer(tok, text, "1874", ["Ada Marlow"])
+    decoded = tok.decode(cut.ids, skip_special_tokens=True)
+    assert text.startswith(decoded) and decoded.rstrip() == "Ada Marlow was born in"
+    full = tok(text).input_ids
+    assert full[: len(cut.ids)] == cut.ids and tok.decode(full[len(cut.ids):]).strip().startswith("1874")
+    offsets = tok(text, return_offsets_mapping=True)["offset_mapping"]
+    assert cut.keep == [b <= a or a < len("Ada Marlow") for a, b in offsets[: len(cut.ids)]]
+    assert any(cut.keep) and not all(cut.keep)
+    assert tokenize_to_answer(tok, text, "1999") is None  # answer absent
+    assert tokenize_to_answer(tok, "1874 was the year.", "1874") is None  # nothing before the answer
+
+
+def test_train_paraphraser_then_inject_with_it(tmp_path, tiny_model_dir, capsys):
+    out = tmp_path / "para"
+    args = ["train-paraphraser", "builtin", "--out", str(out), "--seed", "3", f"model={tiny_model_dir}",
+            *SMALL_WORLD, *FAST]
+    assert main(args) == 0
+    meta = json.loads((out / "paraphraser.json").read_text())
+    assert meta["training"]["command"] == "kinject " + " ".join(args)
+    assert meta["training"]["seed"] == 3 and meta["layers"] == [0] and meta["kl_layers"] == [1, 2]
+    assert meta["training"]["sentences"] == 16 and len(meta["training"]["epochs"]) == 2
+    assert all(math.isfinite(x) for x in meta["training"]["step_losses"])
+    para = load_paraphraser(out)
+    assert not any(p.requires_grad for p in para.parameters())
+    assert main(args) == 2 and "already exists" in capsys.readouterr().err  # never overwritten
+    # the cached targets are reused: a second run into another directory gives the same first loss
+    again = tmp_path / "para2"
+    assert main([*args[:3], str(again), *args[4:]]) == 0
+    assert json.loads((again / "paraphraser.json").read_text())["training"]["step_losses"] == \
+        meta["training"]["step_losses"]
+    model_out = tmp_path / "model"
+    assert main(["inject", "--method", "lapael", "--out", str(model_out), f"model={tiny_model_dir}",
+                 f"lapael.paraphraser={out}", "train.epochs=1", "train.progress=false", *SMALL_WORLD]) == 0
+    assert "lapael (seed 0)" in capsys.readouterr().out and (model_out / "config.json").is_file()
+
+
+def test_paraphraser_faults_are_one_line_errors(tmp_path, tiny_model_dir, tiny, capsys):
+    with pytest.raises(UserError, match="no such directory"):
+        load_paraphraser(tmp_path / "missing")
+    with pytest.raises(UserError, match=r"no paraphraser is shipped for model .other.*train-paraphraser"):
+        resolve_paraphraser("auto", "other")
+    para = LatentParaphraser(48, [0])
+    para.save(tmp_path / "wide")
+    with pytest.raises(UserError, match="hidden size 48"):
+        load_paraphraser(tmp_path / "wide").check_fits(tiny.model, "lapael.paraphraser")
+    weights = tmp_path / "wide" / "paraphraser.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-8])
+    with pytest.raises(UserError, match="checksum"):
+        load_paraphraser(tmp_path / "wide")
+    code = main(["inject", "--method", "lapael", "--out", str(tmp_path / "m"), f"model={tiny_model_dir}",
+                 f"lapael.paraphraser={tmp_path / 'nope'}", *SMALL_WORLD])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "nope" in err and not (tmp_path / "m").exists()
+
+
+def test_train_paraphraser_input_errors(tmp_path, tiny_model_dir, capsys):
+    bad = tmp_path / "facts.jsonl"
+    bad.write_text('{"text": "Ada was born in 1874.", "answer": "1874", "paraphrases": ["x"]}\n'
+                   '{"text": "Bo hails from Lund.", "answer": "Lund"}\n')
+    assert main(["train-paraphraser", str(bad), "--out", str(tmp_path / "p"), f"model={tiny_model_dir}"]) == 2
+    assert f"{bad}:2: missing field 'paraphrases'" in capsys.readouterr().err
+    assert main(["train-paraphraser", str(tmp_path / "none"), "--out", str(tmp_path / "p")]) == 2
+    assert "no such file or directory" in capsys.readouterr().err
+    assert main(["train-paraphraser", "builtin", "--out", str(tmp_path / "p"), "lapael.copies=1"]) == 2
+    assert "lapael.copies" in capsys.readouterr().err
+    # a JSONL whose paraphrases never contain the answer leaves nothing to train on
+    bad.write_text('{"text": "Ada was born in 1874.", "answer": "1874", "paraphrases": ["a", "b"]}\n')
+    assert main(["train-paraphraser", str(bad), "--out", str(tmp_path / "p"), f"model={tiny_model_dir}"]) == 2
+    assert "no usable training sentences" in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
