@@ -20,6 +20,7 @@ import torch
 
 from kinject.data.schema import Fact
 from kinject.models import cache_dir
+from kinject.training.trainer import pad_right
 
 
 @dataclass
@@ -65,17 +66,6 @@ class TrainingSentence:
     tokens: Tokenized
     target_mean: torch.Tensor
     target_std: torch.Tensor
-
-
-def pad_right(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(ids, attention_mask), both (len(rows), max length), padded on the right."""
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        ids[i, : len(r)] = torch.tensor(r)
-        mask[i, : len(r)] = 1
-    return ids, mask
 
 
 def answer_states(model: Any, rows: Sequence[list[int]], pad_id: int, kl_layers: Sequence[int]) -> torch.Tensor:

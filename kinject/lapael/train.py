@@ -22,9 +22,9 @@ import torch
 from kinject.errors import UserError
 from kinject.lapael.config import LapaelConfig
 from kinject.lapael.paraphraser import LatentParaphraser
-from kinject.lapael.targets import TrainingSentence, answer_states, pad_right
+from kinject.lapael.targets import TrainingSentence, answer_states
 from kinject.training.perturb import decoder_layers, perturbed
-from kinject.training.trainer import layer_slice
+from kinject.training.trainer import layer_slice, pad_right
 
 
 def symmetric_gaussian_kl(mean_p: torch.Tensor, std_p: torch.Tensor, mean_q: torch.Tensor,
