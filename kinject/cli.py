@@ -233,10 +233,11 @@ def cmd_train_paraphraser(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     from kinject.methods.registry import method_specs, modifier_specs
 
+    width = max(len(s.name) for s in method_specs()) + 1
     for spec in method_specs():
-        print(f"{spec.name:12s} {spec.description}")
+        print(f"{spec.name:{width}s} {spec.description}")
     for mod in modifier_specs():
-        print(f"{'<m>+' + mod.name:12s} any method m, {mod.description} (e.g. ft+{mod.name})")
+        print(f"{'<m>+' + mod.name:{width}s} any method m, {mod.description} (e.g. ft+{mod.name})")
     return 0
 
 

@@ -26,7 +26,7 @@ def test_inject_then_eval_a_saved_model(tiny_model_dir, tmp_path, capsys):
 
 def test_help_lists_every_command_and_the_override_syntax(capsys):
     text = build_parser().format_help()
-    for cmd in ("bench", "inject", "eval", "index", "methods"):
+    for cmd in ("bench", "inject", "eval", "index", "train-paraphraser", "methods"):
         assert cmd in text
     assert "key=value" in text
 
@@ -34,7 +34,8 @@ def test_help_lists_every_command_and_the_override_syntax(capsys):
 def test_methods_lists_the_registry(capsys):
     assert main(["methods"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names[:3] == ["base", "ft", "ft-para"] and {"neftune", "rag", "<m>+rag"} <= set(names)
+    assert names[:3] == ["base", "ft", "ft-para"]
+    assert {"neftune", "noise-gaussian", "freelb", "lapael", "lapael+para", "rag", "<m>+rag"} <= set(names)
 
 
 def test_index_build_then_query_prints_scored_passages(tmp_path, capsys):
