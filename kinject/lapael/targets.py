@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -87,8 +87,7 @@ def data_hash(facts: Sequence[Fact], paraphrases: dict[str, list[str]]) -> str:
 
 def build_training_sentences(model: Any, tokenizer: Any, facts: Sequence[Fact], paraphrases: dict[str, list[str]],
                              kl_layers: Sequence[int], max_paraphrases: int, max_length: int, model_key: str,
-                             batch_size: int = 64, progress: Callable[[str], None] | None = None,
-                             ) -> list[TrainingSentence]:
+                             batch_size: int = 64) -> list[TrainingSentence]:
     """Tokenize every fact and attach its target (from the cache when present).
 
     A fact is skipped when its answer is not found in it, or fewer than two of its first
@@ -116,8 +115,6 @@ def build_training_sentences(model: Any, tokenizer: Any, facts: Sequence[Fact], 
             for b in range(0, len(flat), batch_size):
                 states.append(answer_states(model, [ids for _, ids in flat[b: b + batch_size]],
                                             tokenizer.pad_token_id, kl_layers))
-                if progress:
-                    progress(f"targets: {min(b + batch_size, len(flat))}/{len(flat)} paraphrases")
         allstates = torch.cat(states, dim=1) if states else torch.zeros(len(kl_layers), 0, 1)
         owner = torch.tensor([i for i, _ in flat])
         means = torch.stack([allstates[:, owner == i].mean(1) for i in range(len(usable))]) if usable else None

@@ -12,6 +12,7 @@ the large KL gradients do not starve the mask heads.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -163,8 +164,6 @@ def fit_paraphraser(loaded, name: str, facts, paraphrases: dict[str, list[str]],
                     command: str, log: Callable[[str], None] | None = None) -> ParaphraserTraining:
     """Targets (cached) + training for ``loaded`` on one dataset; the result's ``meta`` records the
     model, the data (name, hash, sentence counts), the settings, the seed, ``command`` and the curve."""
-    import dataclasses
-
     from kinject import __version__
     from kinject.artifacts import directory_fingerprint
     from kinject.lapael.targets import build_training_sentences, data_hash
@@ -175,7 +174,7 @@ def fit_paraphraser(loaded, name: str, facts, paraphrases: dict[str, list[str]],
     fingerprint = directory_fingerprint(loaded.path)
     start = time.perf_counter()
     sentences = build_training_sentences(loaded.model, loaded.tokenizer, facts, paraphrases, kl_layers,
-                                         cfg.paraphrases, cfg.max_length, fingerprint, progress=None)
+                                         cfg.paraphrases, cfg.max_length, fingerprint)
     target_seconds = time.perf_counter() - start
     if log:
         log(f"{name}: {len(sentences)} of {len(facts)} sentences usable; targets over hidden states {kl_layers[0]}.."
