@@ -10,14 +10,20 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+
+def _hash_file(h: Any, path: Path) -> None:
+    """Feed ``path``'s bytes to the hash object ``h``, 1 MiB at a time."""
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
 
 
 def file_sha256(path: Path) -> str:
     """The full sha256 hex digest of a file's bytes."""
     h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
+    _hash_file(h, path)
     return h.hexdigest()
 
 
@@ -31,9 +37,7 @@ def directory_fingerprint(path: str) -> str:
     h = hashlib.sha256()
     for f in sorted(p for p in local.rglob("*") if p.is_file() and ".cache" not in p.relative_to(local).parts):
         h.update(str(f.relative_to(local)).encode() + b"\0")
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
+        _hash_file(h, f)
     return h.hexdigest()[:16]
 
 
