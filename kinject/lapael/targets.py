@@ -102,6 +102,8 @@ def build_training_sentences(model: Any, tokenizer: Any, facts: Sequence[Fact], 
         paras = [p.ids for p in paras if p is not None]
         if tokens is not None and len(paras) >= 2:
             usable.append((fact, tokens, paras))
+    if not usable:
+        return []
     key = hashlib.sha256(json.dumps([model_key, data_hash(facts, paraphrases), list(kl_layers), max_paraphrases,
                                      max_length]).encode()).hexdigest()[:16]
     path = cache_dir() / "lapael-targets" / f"{key}.pt"
@@ -115,13 +117,12 @@ def build_training_sentences(model: Any, tokenizer: Any, facts: Sequence[Fact], 
             for b in range(0, len(flat), batch_size):
                 states.append(answer_states(model, [ids for _, ids in flat[b: b + batch_size]],
                                             tokenizer.pad_token_id, kl_layers))
-        allstates = torch.cat(states, dim=1) if states else torch.zeros(len(kl_layers), 0, 1)
+        allstates = torch.cat(states, dim=1)
         owner = torch.tensor([i for i, _ in flat])
-        means = torch.stack([allstates[:, owner == i].mean(1) for i in range(len(usable))]) if usable else None
-        stds = torch.stack([allstates[:, owner == i].std(1) for i in range(len(usable))]) if usable else None
-        if usable:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-            torch.save({"mean": means, "std": stds}, tmp)
-            os.replace(tmp, path)
+        means = torch.stack([allstates[:, owner == i].mean(1) for i in range(len(usable))])
+        stds = torch.stack([allstates[:, owner == i].std(1) for i in range(len(usable))])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+        torch.save({"mean": means, "std": stds}, tmp)
+        os.replace(tmp, path)
     return [TrainingSentence(f.id, tok, means[i], stds[i]) for i, (f, tok, _) in enumerate(usable)]
