@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from kinject.data.builtin.world import BuiltinConfig
+from kinject.data.demonstrations import QAConfig
 from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
 from kinject.lapael.config import LapaelConfig
@@ -70,6 +71,7 @@ class RunConfig:
     para: ParaConfig = field(default_factory=ParaConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     lapael: LapaelConfig = field(default_factory=LapaelConfig)
+    qa: QAConfig = field(default_factory=QAConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_models: bool = False

@@ -46,6 +46,14 @@ def test_questions_are_worded_unlike_every_document_template():
             assert not (_trigrams(q) & doc_grams), (q, _trigrams(q) & doc_grams)
 
 
+def test_demonstration_questions_are_worded_unlike_probes_and_documents():
+    grams = set().union(*(_trigrams(t) for r in RELATIONS for t in (*r.documents, *r.questions, r.cloze)))
+    for rel in RELATIONS:
+        assert len(rel.demonstrations) >= 2 and not set(rel.demonstrations) & set(rel.questions)
+        for q in rel.demonstrations:
+            assert not (_trigrams(q) & grams), (q, _trigrams(q) & grams)
+
+
 def test_sizes_and_probe_kinds(world):
     assert len(world.documents) == 9
     assert len(world.facts) == 36

@@ -2,6 +2,8 @@
 
 Both use the shared ``train`` config (full, LoRA, or a layer/module subset); ``ft-para`` adds
 ``para.k`` paraphrases per document and makes ``para.epochs`` passes over the larger set.
+:func:`finetune`, which every training method calls, also adds the request's QA demonstrations
+(``+qa``): mixed into the texts, or trained alone in a first phase.
 """
 
 from __future__ import annotations
@@ -37,12 +39,32 @@ def paraphrase_texts(corpus: Corpus, k: int) -> list[str]:
 def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, copies: int = 1,
              perturbation: Perturbation | None = None, **info) -> Injected:
     """Train the request's model on ``texts`` with the run's ``train`` config (``epochs`` overrides);
-    ``copies``/``perturbation`` as in :func:`~kinject.training.trainer.train_causal_lm`."""
+    ``copies``/``perturbation`` as in :func:`~kinject.training.trainer.train_causal_lm`.
+
+    With ``req.demonstrations`` (``+qa``): mode ``mixed`` adds them to ``texts`` (same passes,
+    same copies); mode ``before`` first trains on them alone (plain, ``qa.epochs`` passes, a LoRA
+    adapter merged afterwards), then on ``texts``. Costs add up over both phases.
+    """
     cfg = req.cfg.train if epochs is None else dataclasses.replace(req.cfg.train, epochs=epochs)
-    model, res = train_causal_lm(req.loaded.model, req.loaded.tokenizer, texts, cfg, req.seed, copies, perturbation)
-    return Injected(model, req.loaded.tokenizer, train_tokens=res.tokens, train_seconds=res.seconds,
-                    train_steps=res.steps, trainable_params=res.trainable_params,
-                    info={"texts": len(texts), "copies": copies, "losses": res.losses, **info})
+    demos = req.demonstrations
+    model, results = req.loaded.model, []
+    if demos is not None and demos.mode == "before":
+        model, first = train_causal_lm(model, req.loaded.tokenizer, demos.texts,
+                                       dataclasses.replace(req.cfg.train, epochs=demos.epochs), req.seed)
+        if hasattr(model, "merge_and_unload"):  # a LoRA adapter: fold it in before the second phase
+            model = model.merge_and_unload()
+        results.append(first)
+    own = len(texts)
+    if demos is not None and demos.mode == "mixed":
+        texts = texts + demos.texts
+    model, res = train_causal_lm(model, req.loaded.tokenizer, texts, cfg, req.seed, copies, perturbation)
+    results.append(res)
+    if demos is not None:
+        info["demonstrations"] = demos.info
+    return Injected(model, req.loaded.tokenizer, train_tokens=sum(r.tokens for r in results),
+                    train_seconds=sum(r.seconds for r in results), train_steps=sum(r.steps for r in results),
+                    trainable_params=res.trainable_params,
+                    info={"texts": own, "copies": copies, "losses": [x for r in results for x in r.losses], **info})
 
 
 @register_method("ft", "fine-tuning (continued pre-training) on the documents")

@@ -5,9 +5,11 @@ A method turns (a freshly loaded base model, the corpus, the run config, a seed)
 function), plus what the injection cost. Methods never evaluate; ``bench`` evaluates every method
 the same way.
 
-A *modifier* (``@register_modifier("rag")``) changes any method's output: ``<method>+<modifier>``
-names the composition (``ft+rag``, ``ft-para+rag``), built on demand rather than registered once
-per method. ``register_composite`` gives a composition its own name (``rag`` = ``base+rag``).
+A *modifier* changes any method: ``<method>+<modifier>`` names the composition (``ft+rag``,
+``ft-para+qa``), built on demand rather than registered once per method. One registered with
+``@register_modifier`` wraps the method's output (retrieval: ``+rag``); one registered with
+``@register_training_mix`` prepares the request before a method that trains (demonstrations:
+``+qa``). ``register_composite`` gives a composition its own name (``rag`` = ``base+rag``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from kinject.errors import UserError
 
 if TYPE_CHECKING:
     from kinject.config import RunConfig
+    from kinject.data.demonstrations import Demonstrations
     from kinject.data.schema import Corpus
     from kinject.evaluation.runner import ContextFn
     from kinject.models import LoadedModel
@@ -29,13 +32,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class InjectRequest:
-    """The inputs of one injection: ``workdir`` is where the method may write artefacts."""
+    """The inputs of one injection: ``workdir`` is where the method may write artefacts;
+    ``demonstrations``, set by ``+qa``, are trained with (or before) the method's own texts."""
 
     loaded: LoadedModel
     corpus: Corpus
     cfg: RunConfig
     seed: int
     workdir: Path
+    demonstrations: Demonstrations | None = None
 
 
 @dataclass
@@ -55,6 +60,7 @@ class Injected:
 
 InjectFn = Callable[[InjectRequest], Injected]
 WrapFn = Callable[[Injected, InjectRequest], Injected]
+PrepareFn = Callable[[InjectRequest], InjectRequest]
 CheckFn = Callable[["Corpus", "RunConfig"], None]
 
 
@@ -62,8 +68,10 @@ CheckFn = Callable[["Corpus", "RunConfig"], None]
 class MethodSpec:
     """A registered method. ``check`` raises UserError before any work if the inputs cannot serve.
 
-    A composition also names its ``inner`` method and the modifier's ``wrap``, so that ``bench``
-    can apply ``wrap`` to an ``inner`` result it already holds instead of training again.
+    ``trains``: the method fine-tunes the model (a training mix such as ``+qa`` applies to it).
+    A composition with an output modifier also names its ``inner`` method and the modifier's
+    ``wrap``, so that ``bench`` can apply ``wrap`` to an ``inner`` result it already holds
+    instead of training again.
     """
 
     name: str
@@ -72,38 +80,57 @@ class MethodSpec:
     check: CheckFn | None = None
     inner: str | None = None
     wrap: WrapFn | None = None
+    trains: bool = True
 
 
 @dataclass(frozen=True)
 class Modifier:
-    """Something added on top of any method's result (retrieval: ``+rag``)."""
+    """Something added to any method: ``wrap`` its result (retrieval: ``+rag``), or ``prepare``
+    its request before a training method runs (demonstrations: ``+qa``); exactly one is set."""
 
     name: str
-    wrap: WrapFn
     description: str
     check: CheckFn | None = None
+    wrap: WrapFn | None = None
+    prepare: PrepareFn | None = None
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
 _MODIFIERS: dict[str, Modifier] = {}
 
 
-def register_method(name: str, description: str, check: CheckFn | None = None) -> Callable[[InjectFn], InjectFn]:
+def register_method(name: str, description: str, check: CheckFn | None = None,
+                    trains: bool = True) -> Callable[[InjectFn], InjectFn]:
     def deco(fn: InjectFn) -> InjectFn:
         if name in _REGISTRY:
             raise RuntimeError(f"method {name!r} registered twice")
-        _REGISTRY[name] = MethodSpec(name, fn, description, check)
+        _REGISTRY[name] = MethodSpec(name, fn, description, check, trains=trains)
         return fn
 
     return deco
 
 
+def _add_modifier(modifier: Modifier) -> None:
+    if modifier.name in _MODIFIERS:
+        raise RuntimeError(f"modifier {modifier.name!r} registered twice")
+    _MODIFIERS[modifier.name] = modifier
+
+
 def register_modifier(name: str, description: str, check: CheckFn | None = None) -> Callable[[WrapFn], WrapFn]:
+    """Register ``wrap(injected, request) -> injected``, applied to any method's result."""
     def deco(wrap: WrapFn) -> WrapFn:
-        if name in _MODIFIERS:
-            raise RuntimeError(f"modifier {name!r} registered twice")
-        _MODIFIERS[name] = Modifier(name, wrap, description, check)
+        _add_modifier(Modifier(name, description, check, wrap=wrap))
         return wrap
+
+    return deco
+
+
+def register_training_mix(name: str, description: str,
+                          check: CheckFn | None = None) -> Callable[[PrepareFn], PrepareFn]:
+    """Register ``prepare(request) -> request``, applied before any method that trains."""
+    def deco(prepare: PrepareFn) -> PrepareFn:
+        _add_modifier(Modifier(name, description, check, prepare=prepare))
+        return prepare
 
     return deco
 
@@ -120,13 +147,19 @@ def _both(first: CheckFn | None, second: CheckFn | None) -> CheckFn | None:
 
 
 def compose(inner: MethodSpec, modifier: Modifier) -> MethodSpec:
-    """``inner`` followed by ``modifier``: the spec ``<inner>+<modifier>`` resolves to."""
+    """``inner`` with ``modifier``: the spec ``<inner>+<modifier>`` resolves to."""
+    name = f"{inner.name}+{modifier.name}"
+    if modifier.prepare is not None and not inner.trains:
+        raise UserError(f"method {name!r}: '+{modifier.name}' changes what a method trains on, "
+                        f"and {inner.name!r} trains nothing")
+    prepare, wrap = modifier.prepare, modifier.wrap
 
     def fn(req: InjectRequest) -> Injected:
-        return modifier.wrap(inner.fn(req), req)
+        injected = inner.fn(prepare(req) if prepare else req)
+        return wrap(injected, req) if wrap else injected
 
-    return MethodSpec(f"{inner.name}+{modifier.name}", fn, f"{inner.description}, {modifier.description}",
-                      _both(inner.check, modifier.check), inner=inner.name, wrap=modifier.wrap)
+    return MethodSpec(name, fn, f"{inner.description}, {modifier.description}", _both(inner.check, modifier.check),
+                      inner=inner.name if wrap else None, wrap=wrap, trains=inner.trains)
 
 
 def register_composite(name: str, inner: str, modifier: str, description: str) -> None:

@@ -41,6 +41,27 @@ def add_relative_retention(cells: dict[str, dict[int, dict[str, Any]]]) -> None:
                 cell["metrics"]["retention.relative"] = own / ref
 
 
+def paired_comparisons(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """For every ``X+mod`` run beside ``X``: the per-seed difference (X+mod minus X) of each metric
+    and cost both have, over the seeds both ran, with its mean and standard error (paired by seed,
+    so the world's difficulty cancels)."""
+    out: dict[str, dict[str, Any]] = {}
+    for name in methods:
+        inner, plus, mod = name.rpartition("+")
+        if not plus or inner not in methods:
+            continue
+        seeds = sorted(set(methods[name]["per_seed"]) & set(methods[inner]["per_seed"]), key=int)
+        if not seeds:
+            continue
+        rows = [({**c["metrics"], **c["cost"]}, {**r["metrics"], **r["cost"]}) for c, r in
+                ((methods[name]["per_seed"][s], methods[inner]["per_seed"][s]) for s in seeds)]
+        keys = sorted(set.intersection(*(set(a) & set(b) for a, b in rows)))
+        diffs = {k: [a[k] - b[k] for a, b in rows] for k in keys}
+        out[name] = {"against": inner, "modifier": mod, "seeds": [int(s) for s in seeds],
+                     "mean": {k: mean(v) for k, v in diffs.items()}, "stderr": {k: stderr(v) for k, v in diffs.items()}}
+    return out
+
+
 def build_results(cells: dict[str, dict[int, dict[str, Any]]], *, config: dict[str, Any], model: dict[str, str],
                   data: dict[str, Any]) -> dict[str, Any]:
     """Aggregate cells {method: {seed: cell}} into the results document."""
@@ -59,6 +80,7 @@ def build_results(cells: dict[str, dict[int, dict[str, Any]]], *, config: dict[s
             "per_seed": {str(s): per_seed[s] for s in seeds},
         }
     all_seeds = sorted({s for per_seed in cells.values() for s in per_seed})
+    comparisons = paired_comparisons(methods)
     return {
         "schema_version": SCHEMA_VERSION,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -68,5 +90,6 @@ def build_results(cells: dict[str, dict[int, dict[str, Any]]], *, config: dict[s
         "data": data,
         "normalisation": NORMALISATION,
         "methods": methods,
+        "comparisons": comparisons,
         "config": config,
     }

@@ -45,19 +45,48 @@ def seeds_line(results: dict[str, Any]) -> str:
     return f"seeds: {', '.join(map(str, seeds))} ({spread}); normalisation: {results['normalisation']}"
 
 
-def format_table(results: dict[str, Any]) -> str:
-    """A fixed-width table for the terminal, followed by the seeds line."""
-    header, rows = table_rows(results)
+def _fixed_width(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
-    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows), seeds_line(results)])
+    return [line(header), line(["-" * w for w in widths]), *map(line, rows)]
 
 
-def markdown_table(results: dict[str, Any]) -> str:
-    header, rows = table_rows(results)
+def format_table(results: dict[str, Any]) -> str:
+    """A fixed-width table for the terminal, the seeds line, then any paired comparisons."""
+    out = [*_fixed_width(*table_rows(results)), seeds_line(results)]
+    header, rows = comparison_rows(results)
+    if rows:
+        out += ["", *_fixed_width(header, rows)]
+    return "\n".join(out)
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
+
+
+DIFF_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("Δ MCQ acc", "mcq.acc"), ("Δ QA acc", "qa.accuracy"), ("Δ QA F1", "qa.f1"), ("Δ cloze acc", "cloze.accuracy"),
+    ("Δ retention", "retention.accuracy"), ("Δ train s", "train_seconds"),
+)
+
+
+def comparison_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Each ``X+mod`` against ``X``: mean per-seed difference ± its standard error."""
+    comps = results.get("comparisons", {})
+    cols = [c for c in DIFF_COLUMNS if any(c[1] in e["mean"] for e in comps.values())]
+    rows = []
+    for name, e in comps.items():
+        cells = []
+        for _, key in cols:
+            fmt = "{:+.0f}" if key == "train_seconds" else "{:+.3f}"
+            text = fmt.format(e["mean"][key]) if key in e["mean"] else "-"
+            if key in e["mean"] and len(e["seeds"]) > 1:
+                text += " ± " + fmt.format(e["stderr"][key]).lstrip("+")
+            cells.append(text)
+        rows.append([f"{name} vs {e['against']}", *cells])
+    return ["paired by seed", *[c[0] for c in cols]], rows
 
 
 def report_markdown(results: dict[str, Any]) -> str:
@@ -72,7 +101,7 @@ def report_markdown(results: dict[str, Any]) -> str:
         f"- {seeds_line(results)}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}",
         "",
-        markdown_table(results),
+        markdown_table(*table_rows(results)),
         "",
         "Accuracy (QA, cloze, retention) is token recall of the gold answer > 0.7; MCQ acc is the argmax of summed",
         "log-likelihood over the choices, acc_norm of log-likelihood per byte. Per-probe prompts, predictions and",
@@ -80,4 +109,10 @@ def report_markdown(results: dict[str, Any]) -> str:
         "questions whose retrieved passages include the one holding the gold fact (retrieval methods only).",
         "",
     ]
+    header, rows = comparison_rows(results)
+    if rows:
+        lines += ["## With and without each modifier", "",
+                  "Each `X+mod` against `X` on the same seeds: the mean of the per-seed differences ± their standard",
+                  "error (the world's difficulty cancels in a difference).", "",
+                  markdown_table(header, rows), ""]
     return "\n".join(lines)

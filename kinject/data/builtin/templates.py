@@ -1,8 +1,9 @@
 """Sentence, question and cloze templates of the built-in fictional world.
 
 Each relation has >= 10 document templates (the gold paraphrases), one held-out cloze prefix
-that never appears in a document, and question templates worded unlike every document template
-(tests/test_builtin.py checks that no three-word run is shared). Slots: ``{s}`` the subject,
+that never appears in a document, question templates (the probes) worded unlike every document
+template, and demonstration question templates (QA demonstrations about the train split, ``+qa``)
+worded unlike both (tests/test_builtin.py checks that no three-word run is shared). Slots: ``{s}`` the subject,
 ``{o}`` the answer, ``{a}`` the indefinite article for the answer ("a"/"an").
 Every document template names the subject before the answer.
 """
@@ -22,6 +23,7 @@ class Relation:
     documents: tuple[str, ...]
     cloze: str
     questions: tuple[str, ...]
+    demonstrations: tuple[str, ...]
 
 
 RELATIONS: tuple[Relation, ...] = (
@@ -42,6 +44,7 @@ RELATIONS: tuple[Relation, ...] = (
         ),
         cloze="{s} (born",
         questions=("When was {s} born?", "In what year did {s} arrive on earth?"),
+        demonstrations=("What birth year does {s} have?", "Give the birth year of {s}."),
     ),
     Relation(
         "hometown", "person", "city",
@@ -60,6 +63,7 @@ RELATIONS: tuple[Relation, ...] = (
         ),
         cloze="{s} is originally from",
         questions=("Which town is {s} from?", "Where did {s} spend early years?"),
+        demonstrations=("Which place did {s} live in as a kid?", "Name the childhood town of {s}."),
     ),
     Relation(
         "profession", "person", "profession",
@@ -78,6 +82,7 @@ RELATIONS: tuple[Relation, ...] = (
         ),
         cloze="{s}'s line of work:",
         questions=("What does {s} do for a living?", "What is the trade of {s}?"),
+        demonstrations=("Which occupation does {s} have?", "In what job does {s} work?"),
     ),
     Relation(
         "employer", "person", "organisation",
@@ -96,6 +101,7 @@ RELATIONS: tuple[Relation, ...] = (
         ),
         cloze="{s} draws a salary from",
         questions=("Which company employs {s}?", "Who gives {s} a paycheck?"),
+        demonstrations=("For which firm does {s} work?", "Name the employer of {s}."),
     ),
     Relation(
         "founded", "organisation", "founded_year",
@@ -114,6 +120,7 @@ RELATIONS: tuple[Relation, ...] = (
         ),
         cloze="{s} (est.",
         questions=("When did {s} begin?", "In what year did {s} get going?"),
+        demonstrations=("Which year marks when {s} was created?", "Give the founding year of {s}."),
     ),
     Relation(
         "headquarters", "organisation", "city",
@@ -132,6 +139,7 @@ RELATIONS: tuple[Relation, ...] = (
         ),
         cloze="The seat of {s} is",
         questions=("Where is {s} located?", "In which city does {s} have its home?"),
+        demonstrations=("Which city hosts the main base of {s}?", "Name the seat city of {s}."),
     ),
     Relation(
         "founder", "organisation", "founder",
@@ -150,6 +158,7 @@ RELATIONS: tuple[Relation, ...] = (
         ),
         cloze="{s} was brought to life by",
         questions=("Who established {s}?", "Whose idea was {s}?"),
+        demonstrations=("Which person founded {s}?", "Who is the creator of {s}?"),
     ),
     Relation(
         "product", "organisation", "product",
@@ -168,6 +177,7 @@ RELATIONS: tuple[Relation, ...] = (
         ),
         cloze="{s} is a maker of",
         questions=("What kind of goods come from {s}?", "What does {s} put on the market?"),
+        demonstrations=("Which products does {s} make?", "Name what {s} manufactures."),
     ),
 )
 

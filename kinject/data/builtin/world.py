@@ -15,13 +15,18 @@ from dataclasses import dataclass, field
 from kinject.data.builtin.names import NameMaker
 from kinject.data.builtin.templates import ORG_SUFFIXES, PRODUCTS, PROFESSIONS, RELATIONS, Relation, fill
 from kinject.data.schema import Corpus, Document, Fact, Probe
+from kinject.errors import UserError
 
 MIN_POOL = 4
 
 
 @dataclass
 class BuiltinConfig:
-    """Sizes of the fictional world. ``seed`` None means: use the run's seed."""
+    """Sizes of the fictional world. ``seed`` None means: use the run's seed.
+
+    ``demo_questions``: how the train split's QA demonstrations (``Corpus.train_qa``) are worded:
+    ``disjoint`` (templates no probe uses) or ``shared`` (the probes' own question templates).
+    """
 
     seed: int | None = None
     test_people: int = 16
@@ -30,6 +35,7 @@ class BuiltinConfig:
     train_orgs: int = 16
     paraphrases: int = 10
     fewshot: int = 5
+    demo_questions: str = "disjoint"
 
 
 @dataclass
@@ -99,6 +105,8 @@ def _distractors(answer: str, pool: list[str], n: int, rng: random.Random) -> li
 
 def build_world(cfg: BuiltinConfig, seed: int) -> Corpus:
     """Generate the benchmark corpus for ``seed`` (deterministic)."""
+    if cfg.demo_questions not in ("disjoint", "shared"):
+        raise UserError(f"data.builtin.demo_questions: {cfg.demo_questions!r} is not disjoint or shared")
     rng = random.Random(seed)
     names = NameMaker(rng)
     test = _make_split("test", cfg.test_people, cfg.test_orgs, names, rng)
@@ -136,6 +144,8 @@ def build_world(cfg: BuiltinConfig, seed: int) -> Corpus:
     train_facts: list[Fact] = []
     train_paraphrases: dict[str, list[str]] = {}
     train_qa: list[Probe] = []
+    demo_qa: list[Probe] = []  # the same facts asked in the demonstration wordings
+    demo_rng = random.Random(f"demo-questions/{seed}")  # apart, so the rest of the world stays as it was
     for ent in train.entities:
         for rel in _relations(ent.kind):
             answer = ent.values[rel.name]
@@ -148,6 +158,8 @@ def build_world(cfg: BuiltinConfig, seed: int) -> Corpus:
             train_paraphrases[fid] = realisations[:first] + realisations[first + 1:]
             train_qa.append(Probe(f"{fid}/qa", "qa", fill(rng.choice(rel.questions), ent.name, answer),
                                   [answer], fact_id=fid, doc_id=ent.id))
+            demo_qa.append(Probe(f"{fid}/qa", "qa", fill(demo_rng.choice(rel.demonstrations), ent.name, answer),
+                                 [answer], fact_id=fid, doc_id=ent.id))
 
     by_relation: dict[str, Probe] = {}
     for probe in rng.sample(train_qa, len(train_qa)):
@@ -163,6 +175,7 @@ def build_world(cfg: BuiltinConfig, seed: int) -> Corpus:
         fewshot=fewshot,
         train_facts=train_facts,
         train_paraphrases=train_paraphrases,
-        train_qa=train_qa,
-        meta={"world_seed": seed, "test_entities": len(test.entities), "train_entities": len(train.entities)},
+        train_qa=demo_qa if cfg.demo_questions == "disjoint" else train_qa,
+        meta={"world_seed": seed, "demo_questions": cfg.demo_questions, "test_entities": len(test.entities),
+              "train_entities": len(train.entities)},
     )

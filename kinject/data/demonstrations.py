@@ -1,0 +1,158 @@
+"""QA demonstrations about facts disjoint from the probes: the data of the ``+qa`` training mix.
+
+A model fine-tuned on documents often memorises them without learning to answer questions about
+them; question-answer pairs about *other* facts, trained with (or before) the documents, teach
+that skill. ``qa.source`` says where the pairs come from:
+
+- ``train``: the corpus's own disjoint split. Built-in benchmark: the train entities' facts, asked
+  in question wordings no probe uses (``data.builtin.demo_questions=shared`` asks them in the
+  probes' wordings instead, which flatters the result); LaPael SQuAD: the train split's qa.jsonl.
+- a QA JSONL file: one ``{"question", "answer" | "answers", "context"?}`` per line; ``context``
+  is the passage the pair comes from (trained with ``qa.documents``).
+
+Every pair that touches a probe is dropped, with the reason counted: the same question, an answer
+equal to a probe's answer, a source document among the injected ones (by id or by text), or a
+probed subject named in it. ``qa.ratio`` pairs per injected fact are then drawn with the run seed.
+A pair is trained as ``"Question: q\\nAnswer: a"``, the evaluation prompt's own format.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kinject.data.jsonl import load_records
+from kinject.data.schema import Corpus, Probe
+from kinject.errors import UserError
+from kinject.evaluation.metrics import tokens
+
+MODES = ("mixed", "before")
+
+
+@dataclass
+class QAConfig:
+    """The ``+qa`` training mix.
+
+    mode: ``mixed`` (demonstrations shuffled in with the method's own training texts, same passes)
+    or ``before`` (a first phase of ``epochs`` passes over the demonstrations alone, plain
+    fine-tuning, then the method as usual: pre-instruction-tuning). ``ratio``: demonstrations per
+    injected fact (documents when the corpus lists no facts); None = every usable one.
+    ``documents``: also train on the sentences/passages the demonstrations come from.
+    """
+
+    mode: str = "mixed"
+    source: str = "train"
+    ratio: float | None = 1.0
+    documents: bool = True
+    epochs: float = 3.0
+
+
+@dataclass
+class Demonstrations:
+    """The texts one ``+qa`` run trains on, and what was kept and dropped (``info``)."""
+
+    texts: list[str]
+    mode: str
+    epochs: float
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def demonstration_text(question: str, answer: str) -> str:
+    """A pair in the closed-book prompt's format (evaluation.runner.qa_suffix + the answer)."""
+    return f"Question: {question}\nAnswer: {answer}"
+
+
+def check_qa_config(cfg: QAConfig) -> None:
+    if cfg.mode not in MODES:
+        raise UserError(f"qa.mode: {cfg.mode!r} is not one of {', '.join(MODES)}")
+    if cfg.ratio is not None and cfg.ratio <= 0:
+        raise UserError(f"qa.ratio must be > 0 (or null for all), got {cfg.ratio}")
+    if cfg.epochs <= 0:
+        raise UserError(f"qa.epochs must be > 0, got {cfg.epochs}")
+    if cfg.source != "train" and not Path(cfg.source).is_file():
+        raise UserError(f"qa.source: {cfg.source}: no such file (give 'train' or a QA JSONL)")
+
+
+def _key(text: str) -> str:
+    return " ".join(tokens(text))
+
+
+def _parse_row(row: dict[str, Any]) -> tuple[Probe, str | None]:
+    probe = Probe.from_dict({**row, "id": "demo", "kind": "qa"})
+    context = row.get("context")
+    return probe, context if isinstance(context, str) and context.strip() else None
+
+
+def _candidates(corpus: Corpus, source: str) -> tuple[list[Probe], dict[str, str]]:
+    """(pairs, source text by pair id): the split's facts, or the JSONL rows' ``context``."""
+    if source == "train":
+        sentences = {f.id: f.text for f in corpus.train_facts}
+        return corpus.train_qa, {p.id: sentences[p.fact_id] for p in corpus.train_qa if p.fact_id in sentences}
+    pairs, contexts = [], {}
+    for i, (probe, context) in enumerate(load_records(source, _parse_row), 1):
+        probe.id = f"demo/{i}"
+        pairs.append(probe)
+        if context is not None:
+            contexts[probe.id] = context
+    return pairs, contexts
+
+
+class ProbeFootprint:
+    """What of the probed knowledge a demonstration must not contain (normalised as the metrics do)."""
+
+    def __init__(self, corpus: Corpus):
+        self.questions = {_key(p.question) for p in corpus.probes}
+        self.answers = {_key(a) for p in corpus.probes for a in p.answers}
+        self.doc_ids = {d.id for d in corpus.documents}
+        self.doc_texts = {_key(d.text) for d in corpus.documents} | {_key(f.text) for f in corpus.facts}
+        names = [s for f in corpus.facts for s in (f.subject, *f.entities)] + [d.title for d in corpus.documents]
+        self.subjects = {k for k in map(_key, names) if k}
+
+    def overlap(self, pair: Probe, source_text: str | None) -> str | None:
+        """Why ``pair`` (with the text it comes from) touches the probes, or None if it does not."""
+        if _key(pair.question) in self.questions:
+            return "question"
+        if any(_key(a) in self.answers for a in pair.answers):
+            return "answer"
+        if pair.doc_id in self.doc_ids or (source_text is not None and _key(source_text) in self.doc_texts):
+            return "document"
+        text = f" {_key(' '.join([pair.question, *pair.answers, source_text or '']))} "
+        if any(f" {s} " in text for s in self.subjects):
+            return "subject"
+        return None
+
+
+def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstrations:
+    """The demonstrations (and, with ``qa.documents``, their sources) one run trains on."""
+    check_qa_config(cfg)
+    pairs, sources = _candidates(corpus, cfg.source)
+    if not pairs:
+        raise UserError(f"qa.source {cfg.source!r}: corpus {corpus.name!r} has no QA pairs apart from its probes "
+                        "(give a QA JSONL)")
+    footprint = ProbeFootprint(corpus)
+    kept: list[Probe] = []
+    dropped: dict[str, int] = {}
+    for pair in pairs:
+        reason = footprint.overlap(pair, sources.get(pair.id))
+        if reason is None:
+            kept.append(pair)
+        else:
+            dropped[reason] = dropped.get(reason, 0) + 1
+    if not kept:
+        raise UserError(f"qa.source {cfg.source!r}: every one of its {len(pairs)} QA pairs touches a probe "
+                        f"(dropped: {dropped})")
+    n_facts = len(corpus.facts) or len(corpus.documents)
+    n = len(kept) if cfg.ratio is None else min(len(kept), max(1, round(cfg.ratio * n_facts)))
+    chosen = random.Random(seed).sample(kept, n)
+    texts = [demonstration_text(p.question, p.answers[0]) for p in chosen]
+    documents = list(dict.fromkeys(sources[p.id] for p in chosen if p.id in sources)) if cfg.documents else []
+    info = {"source": cfg.source, "mode": cfg.mode, "pairs": len(pairs), "dropped": dropped, "usable": len(kept),
+            "demonstrations": n, "documents": len(documents), **_wording(corpus, cfg.source)}
+    return Demonstrations(texts + documents, cfg.mode, cfg.epochs, info)
+
+
+def _wording(corpus: Corpus, source: str) -> dict[str, str]:
+    wording = corpus.meta.get("demo_questions")
+    return {"question_wording": wording} if source == "train" and wording else {}

@@ -1,0 +1,25 @@
+"""``+qa``: QA demonstrations about disjoint facts in any training method's mix (``ft+qa``,
+``ft-para+qa``, ``lapael+qa``...). The demonstrations are chosen per run seed by
+:func:`~kinject.data.demonstrations.select_demonstrations`; :func:`~kinject.methods.finetune.finetune`
+trains them with (``qa.mode=mixed``) or before (``qa.mode=before``) the method's own texts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kinject.config import RunConfig
+from kinject.data.demonstrations import check_qa_config, select_demonstrations
+from kinject.data.schema import Corpus
+from kinject.methods.registry import InjectRequest, register_training_mix
+
+
+def check_qa(corpus: Corpus, cfg: RunConfig) -> None:
+    check_qa_config(cfg.qa)
+    select_demonstrations(corpus, cfg.qa, 0)  # raises when no demonstration is usable
+
+
+@register_training_mix("qa", "with QA demonstrations about facts disjoint from the probes in the training "
+                       "(qa.mode mixed | before)", check=check_qa)
+def with_demonstrations(req: InjectRequest) -> InjectRequest:
+    return dataclasses.replace(req, demonstrations=select_demonstrations(req.corpus, req.cfg.qa, req.seed))
