@@ -27,6 +27,14 @@ def test_shipped_default_config_matches_the_code_defaults():
     assert load_config(REPO / "configs" / "default.yaml") == RunConfig()
 
 
+@pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_names_known_methods(path):
+    from kinject.methods import resolve_methods
+
+    cfg = load_config(path)
+    assert resolve_methods(cfg.methods)
+
+
 @pytest.mark.parametrize("override, needle", [
     ("train.lrr=1", "unknown config key 'train.lrr'"),
     ("nope=1", "unknown config key 'nope'"),
