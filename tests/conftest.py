@@ -15,7 +15,6 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FIXTURES = Path(__file__).parent / "fixtures"
-SHARED_SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "lapael-squad"
 
 
 def _training_text() -> list[str]:

@@ -14,7 +14,7 @@ from kinject.data.loaders import load_lapael_squad
 from kinject.errors import UserError
 from kinject.evaluation.metrics import tokens
 from kinject.methods import get_method
-from tests.conftest import SHARED_SQUAD
+from tests.conftest import FIXTURES
 from tests.test_bench import TINY_WORLD
 
 RELATIONS_BY_NAME = {r.name: r for r in RELATIONS}
@@ -61,7 +61,7 @@ def test_builtin_demonstrations_touch_no_probe(seed):
 
 
 def test_squad_demonstrations_touch_no_probe():
-    corpus = load_lapael_squad(SHARED_SQUAD)
+    corpus = load_lapael_squad(FIXTURES / "lapael-squad")
     demos = select_demonstrations(corpus, QAConfig(), 0)
     _assert_disjoint(corpus, demos)
     assert demos.info["demonstrations"] == min(demos.info["usable"], len(corpus.facts))  # ratio 1: one per fact
