@@ -27,6 +27,7 @@ from kinject.data.jsonl import load_records
 from kinject.data.schema import Corpus, Probe
 from kinject.errors import UserError
 from kinject.evaluation.metrics import tokens
+from kinject.evaluation.runner import qa_suffix
 
 MODES = ("mixed", "before")
 
@@ -59,9 +60,9 @@ class Demonstrations:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def demonstration_text(question: str, answer: str) -> str:
-    """A pair in the closed-book prompt's format (evaluation.runner.qa_suffix + the answer)."""
-    return f"Question: {question}\nAnswer: {answer}"
+def demonstration_text(pair: Probe) -> str:
+    """A pair in the closed-book prompt's own format: the probe's prompt, then its first answer."""
+    return f"{qa_suffix(pair)} {pair.answers[0]}"
 
 
 def check_qa_config(cfg: QAConfig) -> None:
@@ -146,7 +147,7 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
     n_facts = len(corpus.facts) or len(corpus.documents)
     n = len(kept) if cfg.ratio is None else min(len(kept), max(1, round(cfg.ratio * n_facts)))
     chosen = random.Random(seed).sample(kept, n)
-    texts = [demonstration_text(p.question, p.answers[0]) for p in chosen]
+    texts = [demonstration_text(p) for p in chosen]
     documents = list(dict.fromkeys(sources[p.id] for p in chosen if p.id in sources)) if cfg.documents else []
     info = {"source": cfg.source, "mode": cfg.mode, "pairs": len(pairs), "dropped": dropped, "usable": len(kept),
             "demonstrations": n, "documents": len(documents), **_wording(corpus, cfg.source)}

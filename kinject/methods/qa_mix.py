@@ -9,14 +9,13 @@ from __future__ import annotations
 import dataclasses
 
 from kinject.config import RunConfig
-from kinject.data.demonstrations import check_qa_config, select_demonstrations
+from kinject.data.demonstrations import select_demonstrations
 from kinject.data.schema import Corpus
 from kinject.methods.registry import InjectRequest, register_training_mix
 
 
 def check_qa(corpus: Corpus, cfg: RunConfig) -> None:
-    check_qa_config(cfg.qa)
-    select_demonstrations(corpus, cfg.qa, 0)  # raises when no demonstration is usable
+    select_demonstrations(corpus, cfg.qa, 0)  # checks qa.*, and raises when no demonstration is usable
 
 
 @register_training_mix("qa", "with QA demonstrations about facts disjoint from the probes in the training "

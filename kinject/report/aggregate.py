@@ -41,6 +41,11 @@ def add_relative_retention(cells: dict[str, dict[int, dict[str, Any]]]) -> None:
                 cell["metrics"]["retention.relative"] = own / ref
 
 
+def _measures(cell: dict[str, Any]) -> dict[str, float]:
+    """A cell's metrics and costs in one mapping."""
+    return {**cell["metrics"], **cell["cost"]}
+
+
 def paired_comparisons(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """For every ``X+mod`` run beside ``X``: the per-seed difference (X+mod minus X) of each metric
     and cost both have, over the seeds both ran, with its mean and standard error (paired by seed,
@@ -53,8 +58,7 @@ def paired_comparisons(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str
         seeds = sorted(set(methods[name]["per_seed"]) & set(methods[inner]["per_seed"]), key=int)
         if not seeds:
             continue
-        rows = [({**c["metrics"], **c["cost"]}, {**r["metrics"], **r["cost"]}) for c, r in
-                ((methods[name]["per_seed"][s], methods[inner]["per_seed"][s]) for s in seeds)]
+        rows = [(_measures(methods[name]["per_seed"][s]), _measures(methods[inner]["per_seed"][s])) for s in seeds]
         keys = sorted(set.intersection(*(set(a) & set(b) for a, b in rows)))
         diffs = {k: [a[k] - b[k] for a, b in rows] for k in keys}
         out[name] = {"against": inner, "modifier": mod, "seeds": [int(s) for s in seeds],
@@ -69,9 +73,9 @@ def build_results(cells: dict[str, dict[int, dict[str, Any]]], *, config: dict[s
     methods = {}
     for name, per_seed in cells.items():
         seeds = sorted(per_seed)
-        keys = sorted({k for c in per_seed.values() for k in c["metrics"]} |
-                      {k for c in per_seed.values() for k in c["cost"]})
-        series = {k: [({**per_seed[s]["metrics"], **per_seed[s]["cost"]}).get(k) for s in seeds] for k in keys}
+        measures = [_measures(per_seed[s]) for s in seeds]
+        keys = sorted({k for m in measures for k in m})
+        series = {k: [m.get(k) for m in measures] for k in keys}
         series = {k: v for k, v in series.items() if all(x is not None for x in v)}
         methods[name] = {
             "seeds": seeds,

@@ -27,7 +27,7 @@ def _cell(entry: dict[str, Any], key: str, fmt: str) -> str:
         return "-"
     text = fmt.format(m)
     if len(entry["seeds"]) > 1 and key in entry["stderr"]:
-        text += " ± " + fmt.format(entry["stderr"][key])
+        text += " ± " + fmt.format(entry["stderr"][key]).lstrip("+")  # a signed format signs the mean only
     return text
 
 
@@ -66,9 +66,10 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(out)
 
 
-DIFF_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("Δ MCQ acc", "mcq.acc"), ("Δ QA acc", "qa.accuracy"), ("Δ QA F1", "qa.f1"), ("Δ cloze acc", "cloze.accuracy"),
-    ("Δ retention", "retention.accuracy"), ("Δ train s", "train_seconds"),
+DIFF_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("Δ MCQ acc", "mcq.acc", "{:+.3f}"), ("Δ QA acc", "qa.accuracy", "{:+.3f}"), ("Δ QA F1", "qa.f1", "{:+.3f}"),
+    ("Δ cloze acc", "cloze.accuracy", "{:+.3f}"), ("Δ retention", "retention.accuracy", "{:+.3f}"),
+    ("Δ train s", "train_seconds", "{:+.0f}"),
 )
 
 
@@ -76,16 +77,7 @@ def comparison_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]
     """Each ``X+mod`` against ``X``: mean per-seed difference ± its standard error."""
     comps = results.get("comparisons", {})
     cols = [c for c in DIFF_COLUMNS if any(c[1] in e["mean"] for e in comps.values())]
-    rows = []
-    for name, e in comps.items():
-        cells = []
-        for _, key in cols:
-            fmt = "{:+.0f}" if key == "train_seconds" else "{:+.3f}"
-            text = fmt.format(e["mean"][key]) if key in e["mean"] else "-"
-            if key in e["mean"] and len(e["seeds"]) > 1:
-                text += " ± " + fmt.format(e["stderr"][key]).lstrip("+")
-            cells.append(text)
-        rows.append([f"{name} vs {e['against']}", *cells])
+    rows = [[f"{name} vs {e['against']}", *[_cell(e, key, fmt) for _, key, fmt in cols]] for name, e in comps.items()]
     return ["paired by seed", *[c[0] for c in cols]], rows
 
 
