@@ -1,6 +1,6 @@
 """Command line: thin sub-commands over bench, inject and evaluation.
 
-    kinject bench   [--config FILE] [--methods a,b|all] [--seeds N] [--out DIR] [key=value ...]
+    kinject bench   [--config FILE] [--methods a,b|all] [--seeds N] [--out DIR] [--sweep key=v1,v2 ...] [key=value ...]
     kinject inject  --method NAME --out DIR [--config FILE] [--seed S] [key=value ...]
     kinject eval    --model PATH [--probes FILE] [--config FILE] [--seed S] [--out DIR] [key=value ...]
     kinject index build CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--methods", help="comma-separated method names, or 'all' (default: the config's suite)")
     b.add_argument("--seeds", type=int, help="run seeds 0..N-1 (mean ± standard error when N > 1)")
     b.add_argument("--out", default="runs/latest", help="run directory (resumed if it holds the same config)")
+    b.add_argument("--sweep", action="append", default=[], metavar="key=v1,v2,...",
+                   help="run the suite once per value of a config key (a run directory each under --out) and plot "
+                   "each measure against it (sweep.png); repeat to zip several keys")
 
     i = sub.add_parser("inject", help="inject the corpus with one method and save the model", epilog=EPILOG)
     _common(i)
@@ -103,7 +106,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
             raise UserError(f"--seeds must be >= 1, got {args.seeds}")
         cfg.seeds = list(range(args.seeds))
     start = time.perf_counter()
-    results = run_bench(cfg, Path(args.out), log=lambda m: print(m, file=sys.stderr, flush=True))
+    log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.sweep:
+        from kinject.sweep import parse_sweep, run_sweep, sweep_table
+
+        summary = run_sweep(cfg, parse_sweep(args.sweep), Path(args.out), lambda c, d: run_bench(c, d, log), log)
+        if summary:
+            print(sweep_table(summary))
+            print(f"sweep directory: {args.out} (sweep.json, sweep.png; {time.perf_counter() - start:.0f} s)")
+        return 0
+    results = run_bench(cfg, Path(args.out), log=log)
     if not results:  # a non-zero rank of a distributed launch
         return 0
     print(format_table(results))

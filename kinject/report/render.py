@@ -31,12 +31,17 @@ def _cell(entry: dict[str, Any], key: str, fmt: str) -> str:
     return text
 
 
+def metric_rows(entries: list[tuple[list[str], dict[str, Any]]],
+                columns: tuple[tuple[str, str, str], ...] = COLUMNS) -> tuple[list[str], list[list[str]]]:
+    """Column titles, and a row per (labels, entry): the labels, then the columns any entry has a figure for."""
+    cols = [c for c in columns if any(c[1] in e["mean"] for _, e in entries)]
+    rows = [[*labels, *[_cell(e, key, fmt) for _, key, fmt in cols]] for labels, e in entries]
+    return [c[0] for c in cols], rows
+
+
 def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    methods = results["methods"]
-    cols = [c for c in COLUMNS if any(c[1] in e["mean"] for e in methods.values())]
-    header = ["method", *[c[0] for c in cols]]
-    rows = [[name, *[_cell(e, key, fmt) for _, key, fmt in cols]] for name, e in methods.items()]
-    return header, rows
+    titles, rows = metric_rows([([name], e) for name, e in results["methods"].items()])
+    return ["method", *titles], rows
 
 
 def seeds_line(results: dict[str, Any]) -> str:
@@ -45,7 +50,7 @@ def seeds_line(results: dict[str, Any]) -> str:
     return f"seeds: {', '.join(map(str, seeds))} ({spread}); normalisation: {results['normalisation']}"
 
 
-def _fixed_width(header: list[str], rows: list[list[str]]) -> list[str]:
+def fixed_width(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
     return [line(header), line(["-" * w for w in widths]), *map(line, rows)]
@@ -53,10 +58,10 @@ def _fixed_width(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def format_table(results: dict[str, Any]) -> str:
     """A fixed-width table for the terminal, the seeds line, then any paired comparisons."""
-    out = [*_fixed_width(*table_rows(results)), seeds_line(results)]
+    out = [*fixed_width(*table_rows(results)), seeds_line(results)]
     header, rows = comparison_rows(results)
     if rows:
-        out += ["", *_fixed_width(header, rows)]
+        out += ["", *fixed_width(header, rows)]
     return "\n".join(out)
 
 

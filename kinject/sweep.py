@@ -1,0 +1,220 @@
+"""A suite run once per value of a config key, and each metric's curve against that value.
+
+    kinject bench --sweep para.k=0,1,2,5,10 --methods ft-para --seeds 3 --out runs/para-k
+
+Several ``--sweep`` keys are zipped: point i sets every key to its i-th value (e.g.
+``--sweep para.k=0,4 --sweep para.epochs=10,2`` holds the number of training steps fixed). Values
+are YAML scalars or lists, separated by commas outside brackets (``eval.kinds=[qa],[qa,mcq]``).
+The first key is the curve's x axis. The sweep directory::
+
+    sweep.yaml            the base config and the sweep (a re-run with the same ones resumes)
+    <i>_<key>=<value>/    an ordinary run directory per point (cells resume one by one)
+    sweep.json            per point and method: seeds, mean and standard error of every measure
+    sweep.png             accuracy against the first key, one line per method, error bars = s.e.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kinject.bench import is_main_process
+from kinject.config import RunConfig, apply_mapping, parse_override
+from kinject.data.jsonl import atomic_write_text, write_json
+from kinject.errors import UserError
+from kinject.report.render import fixed_width, metric_rows, seeds_line
+
+SCHEMA_VERSION = 1
+# (panel title, metric key): a panel is drawn when any point has the metric.
+PANELS: tuple[tuple[str, str], ...] = (
+    ("MCQ accuracy", "mcq.acc"), ("QA accuracy", "qa.accuracy"), ("QA F1", "qa.f1"),
+    ("cloze accuracy", "cloze.accuracy"), ("retention", "retention.accuracy"),
+)
+
+
+@dataclass(frozen=True)
+class SweepAxis:
+    """One swept key and its values as typed on the command line."""
+
+    key: str
+    raw: list[str]
+
+
+def split_values(text: str) -> list[str]:
+    """``"0,1,[a,b]"`` -> ``["0", "1", "[a,b]"]``: commas inside brackets or braces do not split."""
+    parts, depth, current = [], 0, ""
+    for ch in text:
+        if ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += ch
+    parts.append(current.strip())
+    return parts
+
+
+def parse_sweep(texts: list[str]) -> list[SweepAxis]:
+    """Parse ``--sweep key=v1,v2`` options (the values are checked by :func:`point_configs`)."""
+    axes: list[SweepAxis] = []
+    for text in texts:
+        if "=" not in text:
+            raise UserError(f"--sweep {text!r}: give key=value1,value2,...")
+        key, rest = (s.strip() for s in text.split("=", 1))
+        raw = split_values(rest)
+        if any(not r for r in raw):
+            raise UserError(f"--sweep {key}: an empty value in {rest!r}")
+        if key in {a.key for a in axes}:
+            raise UserError(f"--sweep {key}: given twice")
+        if key in ("seeds", "methods"):
+            raise UserError(f"--sweep {key}: use --{key}; a sweep varies one setting of the methods")
+        axes.append(SweepAxis(key, raw))
+    if len({len(a.raw) for a in axes}) > 1:
+        raise UserError("--sweep: zipped keys need as many values each ("
+                        + ", ".join(f"{a.key}: {len(a.raw)}" for a in axes) + ")")
+    return axes
+
+
+def setting(cfg: RunConfig, key: str) -> Any:
+    """The value of dotted ``key`` in ``cfg``."""
+    target: Any = cfg
+    for part in key.split("."):
+        target = getattr(target, part)
+    return target
+
+
+def point_label(axes: list[SweepAxis], i: int) -> str:
+    return ",".join(f"{a.key}={a.raw[i]}" for a in axes)
+
+
+def point_dir(axes: list[SweepAxis], i: int) -> str:
+    """A directory name for point ``i``: its index, then its settings with unsafe characters as ``_``."""
+    return f"{i}_" + re.sub(r"[^A-Za-z0-9._=,+-]", "_", point_label(axes, i))
+
+
+def prepare_sweep_dir(out: Path, cfg: RunConfig, axes: list[SweepAxis]) -> None:
+    """Create ``out`` or check it holds this very sweep (resume); refuse anything else."""
+    text = yaml.safe_dump({"sweep": {a.key: a.raw for a in axes}, "config": cfg.to_dict()}, sort_keys=False)
+    marker = out / "sweep.yaml"
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"--out {out}: exists and is not a directory")
+        if marker.is_file():
+            if marker.read_text() != text:
+                raise UserError(f"--out {out}: holds a different sweep or config; choose another directory")
+            return
+        if any(out.iterdir()):
+            raise UserError(f"--out {out}: exists, is not empty and is not a kinject sweep; choose another directory")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, text)
+
+
+def point_configs(cfg: RunConfig, axes: list[SweepAxis]) -> list[RunConfig]:
+    """The base config with each point's settings applied (a bad key or value fails here, before any run)."""
+    configs = []
+    for i in range(len(axes[0].raw)):
+        point = copy.deepcopy(cfg)
+        for a in axes:
+            apply_mapping(point, dict([parse_override(f"{a.key}={a.raw[i]}")]))
+        configs.append(point)
+    return configs
+
+
+def summarise(axes: list[SweepAxis], configs: list[RunConfig], dirs: list[str],
+              results: list[dict[str, Any]]) -> dict[str, Any]:
+    """sweep.json: each point's settings and, per method, its seeds, means and standard errors."""
+    points = []
+    for i, (point, d, res) in enumerate(zip(configs, dirs, results)):
+        methods = {name: {k: e[k] for k in ("seeds", "mean", "stderr")} for name, e in res["methods"].items()}
+        points.append({"label": point_label(axes, i), "settings": {a.key: setting(point, a.key) for a in axes},
+                       "dir": d, "methods": methods})
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "axes": [{"key": a.key, "values": [setting(c, a.key) for c in configs]} for a in axes],
+        "seeds": sorted({s for r in results for s in r["seeds"]}),
+        "normalisation": results[0]["normalisation"],
+        "points": points,
+    }
+
+
+def sweep_table(summary: dict[str, Any]) -> str:
+    """A fixed-width table: one row per (point, method), the main table's columns."""
+    keys = [a["key"] for a in summary["axes"]]
+    entries = [([*(_show(p["settings"][k]) for k in keys), name], e)
+               for p in summary["points"] for name, e in p["methods"].items()]
+    titles, rows = metric_rows(entries)
+    return "\n".join([*fixed_width([*keys, "method", *titles], rows), seeds_line(summary)])
+
+
+def _show(value: Any) -> str:
+    """A setting as a short one-line string: 0.5, [qa, mcq], null."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def plot_sweep(summary: dict[str, Any], path: Path) -> None:
+    """sweep.png: one panel per accuracy measure, one line per method, x = the first key's value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    axis = summary["axes"][0]
+    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in axis["values"])
+    xs = list(axis["values"]) if numeric else list(range(len(axis["values"])))
+    points = summary["points"]
+    panels = [(t, k) for t, k in PANELS if any(k in e["mean"] for p in points for e in p["methods"].values())]
+    if not panels:
+        return
+    fig, axs = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
+    methods = list(dict.fromkeys(m for p in points for m in p["methods"]))
+    for ax, (title, key) in zip(axs[0], panels):
+        for m in methods:
+            entries = [p["methods"].get(m) for p in points]
+            have = [(x, e) for x, e in zip(xs, entries) if e is not None and key in e["mean"]]
+            if have:
+                ax.errorbar([x for x, _ in have], [e["mean"][key] for _, e in have],
+                            yerr=[e["stderr"].get(key, 0.0) for _, e in have], marker="o", capsize=3, label=m)
+        ax.set_title(title)
+        ax.set_xlabel(axis["key"])
+        if not numeric:
+            ax.set_xticks(xs, [str(v) for v in axis["values"]])
+    axs[0][0].legend(fontsize="small")
+    fig.suptitle(f"seeds {', '.join(map(str, summary['seeds']))}; error bars: standard error over seeds",
+                 fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def run_sweep(cfg: RunConfig, axes: list[SweepAxis], out: Path,
+              run: Callable[[RunConfig, Path], dict[str, Any]], log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Run ``run(point_config, point_dir)`` (the bench) for every point; write sweep.json and sweep.png.
+
+    Returns the summary (sweep.json's content), or {} on a non-zero rank of a distributed launch.
+    """
+    configs = point_configs(cfg, axes)
+    main = is_main_process()
+    if main:
+        prepare_sweep_dir(out, cfg, axes)
+    dirs = [point_dir(axes, i) for i in range(len(configs))]
+    results = []
+    for i, (point, d) in enumerate(zip(configs, dirs)):
+        log(f"== sweep point {i + 1}/{len(configs)}: {point_label(axes, i)}")
+        results.append(run(point, out / d))
+    if not main:  # a non-zero rank of a distributed launch: rank 0 writes
+        return {}
+    summary = summarise(axes, configs, dirs, results)
+    write_json(out / "sweep.json", summary)
+    plot_sweep(summary, out / "sweep.png")
+    return summary
