@@ -6,6 +6,7 @@
     kinject index build CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
     kinject index query DIR "question" [-k 5]
     kinject train-paraphraser CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
+    kinject paraphrase CORPUS --out FILE [--k K] [--config FILE] [--seed S] [key=value ...]
     kinject methods
 
 Bad input prints one line ``kinject: error: ...`` and exits with code 2.
@@ -83,6 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(tp)
     tp.add_argument("--out", required=True, help="paraphraser directory to create (must not exist)")
     tp.add_argument("--seed", type=int, default=0, help="training seed, and the built-in world's (default 0)")
+
+    pp = sub.add_parser("paraphrase", help="generate, filter and save k paraphrases per document (generate.* "
+                        "picks the LLM; para.* the filters)", epilog=EPILOG)
+    pp.add_argument("corpus", help="a text directory, a documents JSONL, a LaPael SQuAD directory, or 'builtin'")
+    _common(pp)
+    pp.add_argument("--out", required=True, help="paraphrases JSONL to write (must not exist); use with "
+                    "para.source=FILE")
+    pp.add_argument("--k", type=int, help="paraphrases per document (default: para.k)")
+    pp.add_argument("--seed", type=int, default=0,
+                    help="seed of the built-in world (default 0); the sampling seed is generate.seed")
 
     sub.add_parser("methods", help="list the registered methods and modifiers")
     return parser
@@ -200,7 +211,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         check_retrieval_config(cfg.retrieval)
         from kinject.data.loaders import load_documents
 
-        name, documents = load_documents(args.corpus, cfg.data, args.seed)
+        name, documents, _ = load_documents(args.corpus, cfg.data, args.seed)
         start = time.perf_counter()
         index = build_index(documents, cfg.retrieval, load_embedder(cfg.retrieval))
         index.save(out)
@@ -242,6 +253,36 @@ def cmd_train_paraphraser(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_paraphrase(args: argparse.Namespace) -> int:
+    from kinject.data.jsonl import write_jsonl
+    from kinject.data.loaders import load_documents
+    from kinject.generation.paraphrase import generate_paraphrases, group_answers
+    from kinject.models import cache_dir
+
+    cfg = _load_cfg(args)
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"--out {out}: already exists; choose a new file")
+    if args.k is not None:
+        cfg.para.k = args.k
+    if cfg.para.k < 1:
+        raise UserError(f"--k must be >= 1, got {cfg.para.k}")
+    name, documents, facts = load_documents(args.corpus, cfg.data, args.seed)
+    cache = cache_dir() / "generations" if cfg.generate.cache else None
+    para = generate_paraphrases(documents, group_answers(facts), cfg.para, cfg.generate, cache)
+    write_jsonl(out, [{"id": d.id, "text": d.text, "paraphrases": para.by_doc[d.id]} for d in documents])
+    i, c = para.info, para.info["cost"]
+    print(f"{name}: {i['documents']} documents, {i['candidates']} candidates from {cfg.generate.model} "
+          f"({cfg.generate.backend}, generate.seed {cfg.generate.seed}); passed the filters {i['passed']} "
+          f"({i['pass_rate']:.1%}); kept {i['kept']} (k = {cfg.para.k}); documents with >= 1 kept "
+          f"{i['documents_with_kept']}, with {cfg.para.k}: {i['documents_with_k']}")
+    print("dropped: " + ", ".join(f"{k} {v}" for k, v in i["dropped"].items())
+          + f" (answer checked on {i['answer_checked']} documents)")
+    print(f"cost: {c['prompt_tokens']} prompt + {c['completion_tokens']} generated tokens, {c['seconds']:.0f} s "
+          f"({c['cached']} of {c['requests']} requests from the cache); written to {out}")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from kinject.methods.registry import method_specs, modifier_specs
 
@@ -255,7 +296,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "index": cmd_index,
-            "train-paraphraser": cmd_train_paraphraser, "methods": cmd_methods}
+            "train-paraphraser": cmd_train_paraphraser, "paraphrase": cmd_paraphrase, "methods": cmd_methods}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -20,6 +20,8 @@ from kinject.data.builtin.world import BuiltinConfig
 from kinject.data.demonstrations import QAConfig
 from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
+from kinject.generation.generators import GenerationConfig
+from kinject.generation.paraphrase import ParaConfig
 from kinject.lapael.config import LapaelConfig
 from kinject.models import DEFAULT_MODEL
 from kinject.retrieval.retriever import RetrievalConfig
@@ -48,18 +50,6 @@ class DataConfig:
 
 
 @dataclass
-class ParaConfig:
-    """Data-level paraphrases for ``ft-para``: ``k`` paraphrases per document (gold for builtin).
-
-    ``epochs``: passes over documents + paraphrases (None = ``train.epochs``). The default pairs
-    with ``train.epochs`` so that ``ft`` and ``ft-para`` take the same number of steps.
-    """
-
-    k: int = 4
-    epochs: float | None = 2.0
-
-
-@dataclass
 class RunConfig:
     """Everything one ``kinject bench`` run needs. ``seeds`` are run seeds (world + training)."""
 
@@ -69,6 +59,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     para: ParaConfig = field(default_factory=ParaConfig)
+    generate: GenerationConfig = field(default_factory=GenerationConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     lapael: LapaelConfig = field(default_factory=LapaelConfig)
     qa: QAConfig = field(default_factory=QAConfig)

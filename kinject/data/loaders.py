@@ -128,18 +128,21 @@ def _builtin_world(cfg: DataConfig, seed: int) -> Corpus:
     return build_world(cfg.builtin, cfg.builtin.seed if cfg.builtin.seed is not None else seed)
 
 
-def load_documents(spec: str, cfg: DataConfig, seed: int = 0) -> tuple[str, list[Document]]:
-    """(name, documents) of a corpus named on the command line, probes not needed.
+def load_documents(spec: str, cfg: DataConfig, seed: int = 0) -> tuple[str, list[Document], list[Fact]]:
+    """(name, documents, facts) of a corpus named on the command line, probes not needed.
 
     ``spec``: ``builtin`` (the world of ``seed``), a directory in the LaPael SQuAD layout (its
-    ``cfg.split``), any other directory (text files), or a documents JSONL file.
+    ``cfg.split``), any other directory (text files), or a documents JSONL file. Facts (a
+    document's answer span) come with the first two; ``cfg.limit`` keeps the first N documents.
     """
     path = Path(spec).expanduser()
+    facts: list[Fact] = []
     if spec == "builtin":
-        name, documents = "builtin", _builtin_world(cfg, seed).documents
+        corpus = _builtin_world(cfg, seed)
+        name, documents, facts = "builtin", corpus.documents, corpus.facts
     elif path.is_dir() and (path / cfg.split / "sentences.json").is_file():
         corpus = load_lapael_squad(path, cfg.split)
-        name, documents = corpus.name, corpus.documents
+        name, documents, facts = corpus.name, corpus.documents, corpus.facts
     elif path.is_dir():
         name, documents = f"textdir:{path.name}", textdir_documents(path)
     elif path.is_file():
@@ -150,8 +153,9 @@ def load_documents(spec: str, cfg: DataConfig, seed: int = 0) -> tuple[str, list
     if cfg.limit is not None:
         documents = documents[: cfg.limit]
     if not documents:
-        raise UserError(f"{spec}: no documents to index")
-    return name, documents
+        raise UserError(f"{spec}: no documents")
+    keep = {d.id for d in documents}
+    return name, documents, [f for f in facts if f.doc_id in keep]
 
 
 def _limit(corpus: Corpus, n: int) -> Corpus:

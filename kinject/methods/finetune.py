@@ -9,11 +9,14 @@ Both use the shared ``train`` config (full, LoRA, or a layer/module subset); ``f
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
+from kinject.generation.paraphrase import check_para_config, corpus_paraphrases
 from kinject.methods.registry import Injected, InjectRequest, register_method
+from kinject.models import cache_dir
 from kinject.training.perturb import Perturbation
 from kinject.training.trainer import train_causal_lm
 
@@ -23,17 +26,19 @@ def document_texts(corpus: Corpus) -> list[str]:
 
 
 def check_paraphrases(corpus: Corpus, cfg: RunConfig) -> None:
-    """``para.k`` must be >= 0, and a corpus must carry paraphrases when k > 0."""
-    if cfg.para.k < 0:
-        raise UserError(f"para.k must be >= 0, got {cfg.para.k}")
-    if cfg.para.k and not corpus.paraphrases:
-        raise UserError(f"method 'ft-para': corpus {corpus.name!r} has no paraphrases "
-                        "(the built-in benchmark ships gold ones)")
+    """The ``para`` settings are valid, and gold paraphrases exist when ``para.source=gold``."""
+    check_para_config(cfg.para, cfg.generate)
+    if cfg.para.source == "gold" and cfg.para.k and not corpus.paraphrases:
+        raise UserError(f"method 'ft-para': corpus {corpus.name!r} has no paraphrases (the built-in benchmark "
+                        "ships gold ones; set para.source=generate or give a paraphrases JSONL)")
 
 
-def paraphrase_texts(corpus: Corpus, k: int) -> list[str]:
-    """The first ``k`` paraphrases of every document."""
-    return [p for d in corpus.documents for p in corpus.paraphrases.get(d.id, [])[:k]]
+def paraphrase_texts(req: InjectRequest) -> tuple[list[str], dict[str, Any]]:
+    """The first ``para.k`` paraphrases of every document (``para.source``), and where they came from."""
+    cache = cache_dir() / "generations" if req.cfg.generate.cache else None
+    para = corpus_paraphrases(req.corpus, req.cfg.para, req.cfg.generate, cache)
+    texts = [p for d in req.corpus.documents for p in para.by_doc.get(d.id, [])[:req.cfg.para.k]]
+    return texts, para.info
 
 
 def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, copies: int = 1,
@@ -74,5 +79,6 @@ def ft(req: InjectRequest) -> Injected:
 
 @register_method("ft-para", "fine-tuning on the documents plus para.k paraphrases of each", check=check_paraphrases)
 def ft_para(req: InjectRequest) -> Injected:
-    extra = paraphrase_texts(req.corpus, req.cfg.para.k)
-    return finetune(req, document_texts(req.corpus) + extra, epochs=req.cfg.para.epochs, paraphrases=len(extra))
+    extra, where = paraphrase_texts(req)
+    return finetune(req, document_texts(req.corpus) + extra, epochs=req.cfg.para.epochs, paraphrases=len(extra),
+                    paraphrase_source=where)

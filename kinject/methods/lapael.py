@@ -46,6 +46,6 @@ def lapael(req: InjectRequest) -> Injected:
 @register_method("lapael+para", "as lapael, on the documents plus para.k paraphrases of each (as ft-para)",
                  check=check_lapael_para)
 def lapael_para(req: InjectRequest) -> Injected:
-    extra = paraphrase_texts(req.corpus, req.cfg.para.k)
+    extra, where = paraphrase_texts(req)
     return _with_paraphraser(req, document_texts(req.corpus) + extra, epochs=req.cfg.para.epochs,
-                             paraphrases=len(extra))
+                             paraphrases=len(extra), paraphrase_source=where)

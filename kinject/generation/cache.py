@@ -1,0 +1,69 @@
+"""Generated replies cached on disk, content-addressed, so a data set is generated once.
+
+A request's key is the sha256 of the generator's fingerprint (model, weights, sampling settings),
+the messages and the number of replies; its record (``$KINJECT_CACHE/generations/<k[:2]>/<k>.json``)
+holds the replies and what they cost when they were generated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from kinject.data.jsonl import atomic_write_text
+from kinject.generation.generators import Generator, Messages, Sampled
+
+
+@dataclass
+class GenerationCost:
+    """What a generated data set cost: requests, how many came from the cache, and the tokens and
+    wall seconds of generating them (when they were generated, cached or not)."""
+
+    requests: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def request_key(fingerprint: str, messages: Messages, n: int) -> str:
+    blob = json.dumps({"generator": fingerprint, "messages": messages, "n": n}, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def cached_sample(generator: Generator, requests: list[Messages], n: int, cache: Path | None,
+                  cost: GenerationCost) -> list[Sampled]:
+    """``n`` replies per request: from ``cache`` where stored, else generated (then stored)."""
+    keys = [request_key(generator.fingerprint, m, n) for m in requests]
+    found: dict[int, dict[str, Any]] = {}
+    if cache is not None:
+        for i, k in enumerate(keys):
+            f = cache / k[:2] / f"{k}.json"
+            if f.is_file():
+                found[i] = json.loads(f.read_text())
+    missing = [i for i in range(len(requests)) if i not in found]
+    if missing:
+        start = time.perf_counter()
+        sampled = generator.sample([requests[i] for i in missing], n)
+        share = (time.perf_counter() - start) / len(missing)
+        for i, s in zip(missing, sampled):
+            found[i] = {**asdict(s), "seconds": share}
+            if cache is not None:
+                atomic_write_text(cache / keys[i][:2] / f"{keys[i]}.json", json.dumps(found[i], ensure_ascii=False))
+    cost.requests += len(requests)
+    cost.cached += len(requests) - len(missing)
+    out = []
+    for i in range(len(requests)):
+        rec = found[i]
+        cost.prompt_tokens += rec["prompt_tokens"]
+        cost.completion_tokens += rec["completion_tokens"]
+        cost.seconds += rec["seconds"]
+        out.append(Sampled(rec["replies"], rec["prompt_tokens"], rec["completion_tokens"]))
+    return out

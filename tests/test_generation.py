@@ -1,0 +1,189 @@
+"""Generators (a real HTTP server on 127.0.0.1, the tiny local model), the cache, the filters,
+``kinject paraphrase`` and ``ft-para`` with generated paraphrases."""
+
+import json
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from kinject.cli import main
+from kinject.data.schema import Document
+from kinject.errors import UserError
+from kinject.generation.cache import GenerationCost, cached_sample
+from kinject.generation.generators import EndpointGenerator, GenerationConfig, LocalGenerator
+from kinject.generation.paraphrase import ParaConfig, clean, generate_paraphrases, rejection
+from tests.conftest import FIXTURES
+
+ORIGINAL = "The NFC representative at Super Bowl 50 was the Carolina Panthers."
+REWRITES = [
+    "Here is the rewritten text: At Super Bowl 50, the Carolina Panthers represented the NFC.",  # kept
+    "The NFC team at Super Bowl 50 was the Denver Broncos.",  # answer lost
+    "The NFC representative at Super Bowl 50 was the Carolina Panthers!",  # duplicate after normalising
+    "Panthers.",  # too short (and answer incomplete)
+    "Representing the NFC in Super Bowl 50 were the Carolina Panthers, a team from Charlotte.",  # kept
+]
+
+
+class _ChatServer(BaseHTTPRequestHandler):
+    """An OpenAI-style /v1/chat/completions that answers with REWRITES (cycled), or with ``echo``
+    the prompt's text behind a numbered preface, and records every call."""
+
+    calls: ClassVar[list[dict]] = []
+    status = 200
+    echo = False
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).calls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+        if type(self).status != 200:
+            self.send_error(type(self).status)
+            return
+        n = body.get("n", 1)
+        text = body["messages"][-1]["content"].split("Text: ", 1)[-1]
+        contents = [f"In version {i}, {text}" if type(self).echo else REWRITES[i % len(REWRITES)] for i in range(n)]
+        choices = [{"index": i, "message": {"role": "assistant", "content": c}} for i, c in enumerate(contents)]
+        reply = {"choices": choices,
+                 "usage": {"prompt_tokens": 40, "completion_tokens": 15 * n}}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    _ChatServer.calls, _ChatServer.status, _ChatServer.echo = [], 200, False
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+def _endpoint(url: str) -> GenerationConfig:
+    return GenerationConfig(backend="endpoint", base_url=url, model="test-model", api_key_env="KINJECT_TEST_KEY")
+
+
+def test_endpoint_generator_talks_openai_chat_completions(server, monkeypatch):
+    monkeypatch.setenv("KINJECT_TEST_KEY", "sekret")
+    gen = EndpointGenerator(_endpoint(server))
+    out = gen.sample([[{"role": "user", "content": "hi"}], [{"role": "user", "content": "ho"}]], n=3)
+    assert [len(s.replies) for s in out] == [3, 3] and out[0].replies[1] == REWRITES[1]
+    assert out[0].prompt_tokens == 40 and out[0].completion_tokens == 45
+    call = _ChatServer.calls[0]
+    assert call["path"] == "/v1/chat/completions" and call["auth"] == "Bearer sekret"
+    assert call["body"]["model"] == "test-model" and call["body"]["n"] == 3 and call["body"]["seed"] == 0
+
+
+def test_endpoint_errors_are_one_clear_line(server):
+    _ChatServer.status = 500
+    with pytest.raises(UserError, match="HTTP 500"):
+        EndpointGenerator(_endpoint(server)).sample([[{"role": "user", "content": "x"}]], 1)
+    with pytest.raises(UserError, match="unreachable"):
+        EndpointGenerator(_endpoint("http://127.0.0.1:9/v1")).sample([[{"role": "user", "content": "x"}]], 1)
+
+
+def test_the_filters():
+    cfg = ParaConfig()
+    answers = ["Carolina Panthers"]
+    assert clean(REWRITES[0], ORIGINAL) == "At Super Bowl 50, the Carolina Panthers represented the NFC."
+    assert clean('"Quoted rewrite of it."\n\nExtra chatter.', ORIGINAL) == "Quoted rewrite of it."
+    why = [rejection(clean(r, ORIGINAL), ORIGINAL, answers, [], cfg) for r in REWRITES]
+    assert why == [None, "answer", "duplicate", "answer", None]
+    assert rejection("Yes: the Carolina Panthers.", ORIGINAL, answers, [], cfg) == "length"
+    kept = [clean(REWRITES[0], ORIGINAL)]
+    assert rejection("At Super Bowl 50 the Carolina Panthers represented the NFC side.", ORIGINAL, answers, kept,
+                     cfg) == "near_copy"
+    at_end = ParaConfig(answer_at_end=3)
+    assert rejection("The Carolina Panthers were the NFC's team at Super Bowl 50.", ORIGINAL, answers, [],
+                     at_end) == "answer"
+    assert rejection("The NFC sent a team to Super Bowl 50: the Carolina Panthers.", ORIGINAL, answers, [],
+                     at_end) is None
+
+
+def test_generated_paraphrases_are_filtered_counted_and_cached(server, tmp_path):
+    docs = [Document("d1", ORIGINAL), Document("d2", "Super Bowl 50 took place at Levi's Stadium in 2016.")]
+    answers = {"d1": ["Carolina Panthers"], "d2": ["Levi's Stadium"]}
+    cfg = ParaConfig(k=2, oversample=2.5)  # 5 candidates per document
+    first = generate_paraphrases(docs, answers, cfg, _endpoint(server), tmp_path / "cache")
+    assert first.by_doc["d1"] == [clean(REWRITES[0], ORIGINAL), REWRITES[4]]
+    assert first.by_doc["d2"] == []  # no candidate states Levi's Stadium
+    info = first.info
+    assert info["candidates"] == 10 and info["passed"] == 2 and info["pass_rate"] == pytest.approx(.2)
+    assert info["documents_with_kept"] == 1 and info["documents_with_k"] == 1
+    assert info["dropped"]["answer"] == 7 and info["dropped"]["duplicate"] == 1
+    assert info["cost"]["requests"] == 2 and info["cost"]["cached"] == 0 and info["cost"]["completion_tokens"] == 150
+    assert len(_ChatServer.calls) == 2
+    again = generate_paraphrases(docs, answers, cfg, _endpoint(server), tmp_path / "cache")
+    assert len(_ChatServer.calls) == 2  # every request answered from the cache
+    assert again.by_doc == first.by_doc and again.info["cost"]["cached"] == 2
+    assert again.info["cost"]["completion_tokens"] == 150  # the data set's cost, paid when generated
+    other = GenerationConfig(**{**_endpoint(server).__dict__, "temperature": 0.5})
+    generate_paraphrases(docs, answers, cfg, other, tmp_path / "cache")
+    assert len(_ChatServer.calls) == 4  # other sampling settings: other keys
+
+
+def test_local_generator_samples_seeded_and_needs_a_chat_template(tiny_model_dir, tmp_path):
+    plain = GenerationConfig(model=str(tiny_model_dir), max_new_tokens=4, batch_size=2)
+    with pytest.raises(UserError, match="no chat template"):
+        LocalGenerator(plain).sample([[{"role": "user", "content": "x"}]], 1)
+    chat_dir = tmp_path / "chat-model"
+    shutil.copytree(tiny_model_dir, chat_dir)
+    config = json.loads((chat_dir / "tokenizer_config.json").read_text())
+    config["chat_template"] = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
+    (chat_dir / "tokenizer_config.json").write_text(json.dumps(config))
+    cfg = GenerationConfig(model=str(chat_dir), max_new_tokens=4, batch_size=2)
+    requests = [[{"role": "user", "content": c}] for c in ("one", "two", "three")]
+    cost = GenerationCost()
+    out = cached_sample(LocalGenerator(cfg), requests, 2, None, cost)
+    assert [len(s.replies) for s in out] == [2, 2, 2]
+    assert cost.requests == 3 and 0 < cost.completion_tokens <= 3 * 2 * 4 and cost.prompt_tokens > 0
+    assert [s.replies for s in LocalGenerator(cfg).sample(requests, 2)] == [s.replies for s in out]
+
+
+def test_cli_paraphrase_writes_the_kept_paraphrases(server, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "para.jsonl"
+    args = ["paraphrase", str(FIXTURES / "lapael-squad"), "--out", str(out), "--k", "2", "data.limit=3",
+            "generate.backend=endpoint", f"generate.base_url={server}", "generate.model=test-model"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "3 documents, 12 candidates" in printed and "passed the filters" in printed
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(rows) == 3 and all(set(r) == {"id", "text", "paraphrases"} for r in rows)
+    assert main(args) == 2  # --out exists: refused, not overwritten
+    assert "already exists" in capsys.readouterr().err
+
+
+def test_ft_para_trains_on_generated_paraphrases(server, tiny_model_dir, tmp_path, monkeypatch):
+    from kinject import bench
+    from kinject.config import load_config
+    from tests.test_bench import TINY_WORLD
+
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+    _ChatServer.echo = True
+    cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "methods=[ft,ft-para]", "para.source=generate",
+                             "generate.backend=endpoint", f"generate.base_url={server}", "para.max_similarity=1.0"])
+    results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    cell = results["methods"]["ft-para"]["per_seed"]["0"]
+    source = cell["info"]["paraphrase_source"]
+    docs = source["documents"]
+    assert source["source"] == "generate" and source["candidates"] == docs * 4  # k = 2, oversample 2
+    assert source["kept"] == docs * 2 and cell["info"]["paraphrases"] == docs * 2
+    assert len(_ChatServer.calls) == docs and all(c["body"]["model"] == cfg.generate.model for c in _ChatServer.calls)
+    ft_tokens = results["methods"]["ft"]["per_seed"]["0"]["cost"]["train_tokens"]
+    assert cell["cost"]["train_tokens"] > ft_tokens
+
+
+def test_a_missing_paraphrase_file_is_refused(capsys, tmp_path):
+    args = ["bench", "--methods", "ft-para", "--out", str(tmp_path / "r"), f"para.source={tmp_path}/no.jsonl"]
+    assert main(args) == 2 and not (tmp_path / "r").exists()
+    assert "para.source" in capsys.readouterr().err
