@@ -7,27 +7,28 @@ run), the same training is timed three ways in one process: ``ft`` (1 copy per s
 with ``noise.copies`` clean copies (the same rows and tokens as lapael, no paraphraser), and
 ``lapael`` (the same copies, 1..N-1 perturbed by the paraphraser). The ratios isolate the cost of
 the copies and of the paraphraser's forward pass. Then the paraphrases ``ft-para`` would need
-(``--k`` per document) are generated with the same model (sampled, temperature 0.7) and timed: the
-work that latent paraphrasing replaces. The paraphraser's own one-time training cost is read from
+(``--k`` per document) are generated with the same model (``kinject paraphrase``'s prompt and
+generator, temperature 0.7, up to ``generate.max_new_tokens``, no cache) and timed: the work that
+latent paraphrasing replaces. The paraphraser's own one-time training cost is read from
 its ``paraphraser.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
-import time
 
 import torch
 
 from kinject.config import RunConfig
 from kinject.data.loaders import load_corpus
+from kinject.generation.cache import GenerationCost, cached_sample
+from kinject.generation.generators import LocalGenerator
+from kinject.generation.paraphrase import request
 from kinject.lapael.paraphraser import META, load_paraphraser, resolve_paraphraser
 from kinject.models import DEFAULT_MODEL, load_model
 from kinject.training.trainer import train_causal_lm
-
-PROMPT = ("Rewrite the following text so that it keeps its meaning and every fact, has about the same length, "
-          "and is worded as differently as possible. Reply with the rewritten text only.\n\n{text}")
 
 
 def time_training(cfg: RunConfig, texts: list[str], seed: int, copies: int, paraphraser_dir=None) -> dict:
@@ -41,22 +42,12 @@ def time_training(cfg: RunConfig, texts: list[str], seed: int, copies: int, para
     return {"seconds": res.seconds, "steps": res.steps, "tokens": res.tokens}
 
 
-def time_generation(cfg: RunConfig, texts: list[str], k: int, seed: int, batch: int = 8) -> dict:
-    loaded = load_model(cfg.model)
-    tok, model = loaded.tokenizer, loaded.model
-    prompts = [tok.apply_chat_template([{"role": "user", "content": PROMPT.format(text=t)}], tokenize=False,
-                                       add_generation_prompt=True) for t in texts]
-    torch.manual_seed(seed)
-    new_tokens, start = 0, time.perf_counter()
-    for b in range(0, len(prompts), batch):
-        enc = tok(prompts[b: b + batch], return_tensors="pt", padding=True, add_special_tokens=False)
-        longest = max(len(tok(t).input_ids) for t in texts[b: b + batch])
-        with torch.no_grad():
-            out = model.generate(**enc, do_sample=True, temperature=0.7, top_p=0.95, num_return_sequences=k,
-                                 max_new_tokens=int(longest * 1.5) + 8, pad_token_id=tok.pad_token_id)
-        gen = out[:, enc.input_ids.shape[1]:]
-        new_tokens += int((gen != tok.pad_token_id).sum())
-    return {"seconds": time.perf_counter() - start, "paraphrases": len(texts) * k, "new_tokens": new_tokens}
+def time_generation(cfg: RunConfig, texts: list[str], k: int) -> dict:
+    """Sample ``k`` rewrites per text with kinject's paraphrase prompt (no cache, no filters)."""
+    cost = GenerationCost()
+    gen = dataclasses.replace(cfg.generate, temperature=0.7)
+    cached_sample(LocalGenerator(gen), [request(t) for t in texts], k, None, cost)
+    return {"seconds": cost.seconds, "paraphrases": len(texts) * k, "new_tokens": cost.completion_tokens}
 
 
 def main() -> None:
@@ -76,7 +67,7 @@ def main() -> None:
         f"ft ({copies} clean copies)": time_training(cfg, texts, args.seed, copies),
         f"lapael ({copies} copies)": time_training(cfg, texts, args.seed, copies, where),
     }
-    gen = time_generation(cfg, texts, args.k, args.seed)
+    gen = time_generation(cfg, texts, args.k)
     base = runs["ft (1 copy)"]["seconds"]
     same = runs[f"ft ({copies} clean copies)"]["seconds"]
     print(f"built-in world seed {args.seed}: {len(texts)} documents, {args.epochs:g} epochs, model {cfg.model}, "
