@@ -7,6 +7,7 @@
     kinject index query DIR "question" [-k 5]
     kinject train-paraphraser CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
     kinject paraphrase CORPUS --out FILE [--k K] [--config FILE] [--seed S] [key=value ...]
+    kinject self-sample QUERIES --out FILE [--config FILE] [key=value ...]
     kinject methods
 
 Bad input prints one line ``kinject: error: ...`` and exits with code 2.
@@ -94,6 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--k", type=int, help="paraphrases per document (default: para.k)")
     pp.add_argument("--seed", type=int, default=0,
                     help="seed of the built-in world (default 0); the sampling seed is generate.seed")
+
+    ss = sub.add_parser("self-sample", help="the model's own answers to diverse queries, for DELIA (+delia) "
+                        "(model=...; delia.* sets the sampling)", epilog=EPILOG)
+    ss.add_argument("queries", help="'builtin' (kinject's 104 everyday tasks) or a JSONL of {query}")
+    _common(ss)
+    ss.add_argument("--out", required=True, help="self-sample JSONL to write (must not exist); use with "
+                    "delia.samples=FILE")
 
     sub.add_parser("methods", help="list the registered methods and modifiers")
     return parser
@@ -283,6 +291,29 @@ def cmd_paraphrase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_self_sample(args: argparse.Namespace) -> int:
+    from kinject.data.jsonl import write_jsonl
+    from kinject.generation.cache import GenerationCost
+    from kinject.generation.self_sample import check_delia_config, load_queries, self_sample
+    from kinject.models import cache_dir
+
+    cfg = _load_cfg(args)
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"--out {out}: already exists; choose a new file")
+    check_delia_config(cfg.delia)
+    if args.queries != "builtin" and not Path(args.queries).is_file():
+        raise UserError(f"{args.queries}: no such file (give 'builtin' or a JSONL of {{query}})")
+    queries = load_queries(args.queries)
+    cost = GenerationCost()
+    chats = self_sample(cfg.model, queries, cfg.delia, cache_dir() / "generations" if cfg.delia.cache else None, cost)
+    write_jsonl(out, [{"messages": c} for c in chats])
+    print(f"{len(chats)} self-samples from {cfg.model} (temperature {cfg.delia.temperature}, top-p {cfg.delia.top_p}, "
+          f"delia.seed {cfg.delia.seed}): {cost.completion_tokens} tokens generated, {cost.seconds:.0f} s "
+          f"({cost.cached} of {cost.requests} from the cache); written to {out} (use with delia.samples={out})")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from kinject.methods.registry import method_specs, modifier_specs
 
@@ -296,7 +327,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "index": cmd_index,
-            "train-paraphraser": cmd_train_paraphraser, "paraphrase": cmd_paraphrase, "methods": cmd_methods}
+            "train-paraphraser": cmd_train_paraphraser, "paraphrase": cmd_paraphrase, "self-sample": cmd_self_sample,
+            "methods": cmd_methods}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -22,6 +22,7 @@ from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
 from kinject.generation.generators import GenerationConfig
 from kinject.generation.paraphrase import ParaConfig
+from kinject.generation.self_sample import DeliaConfig
 from kinject.lapael.config import LapaelConfig
 from kinject.models import DEFAULT_MODEL
 from kinject.retrieval.retriever import RetrievalConfig
@@ -63,6 +64,7 @@ class RunConfig:
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     lapael: LapaelConfig = field(default_factory=LapaelConfig)
     qa: QAConfig = field(default_factory=QAConfig)
+    delia: DeliaConfig = field(default_factory=DeliaConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_models: bool = False

@@ -58,3 +58,18 @@ def tiny(tiny_model_dir):
     from kinject.models import load_model
 
     return load_model(str(tiny_model_dir))
+
+
+@pytest.fixture(scope="session")
+def tiny_chat_model_dir(tiny_model_dir, tmp_path_factory) -> Path:
+    """The tiny model with a chat template, as an instruct model has."""
+    import json
+    import shutil
+
+    out = tmp_path_factory.mktemp("tiny-chat") / "model"
+    shutil.copytree(tiny_model_dir, out)
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    config["chat_template"] = ("{% for m in messages %}<s>{{ m['role'] }}: {{ m['content'] }}</s>\n{% endfor %}"
+                               "{% if add_generation_prompt %}<s>assistant: {% endif %}")
+    (out / "tokenizer_config.json").write_text(json.dumps(config))
+    return out

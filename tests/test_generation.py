@@ -2,7 +2,6 @@
 ``kinject paraphrase`` and ``ft-para`` with generated paraphrases."""
 
 import json
-import shutil
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -131,16 +130,11 @@ def test_generated_paraphrases_are_filtered_counted_and_cached(server, tmp_path)
     assert len(_ChatServer.calls) == 4  # other sampling settings: other keys
 
 
-def test_local_generator_samples_seeded_and_needs_a_chat_template(tiny_model_dir, tmp_path):
+def test_local_generator_samples_seeded_and_needs_a_chat_template(tiny_model_dir, tiny_chat_model_dir):
     plain = GenerationConfig(model=str(tiny_model_dir), max_new_tokens=4, batch_size=2)
     with pytest.raises(UserError, match="no chat template"):
         LocalGenerator(plain).sample([[{"role": "user", "content": "x"}]], 1)
-    chat_dir = tmp_path / "chat-model"
-    shutil.copytree(tiny_model_dir, chat_dir)
-    config = json.loads((chat_dir / "tokenizer_config.json").read_text())
-    config["chat_template"] = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
-    (chat_dir / "tokenizer_config.json").write_text(json.dumps(config))
-    cfg = GenerationConfig(model=str(chat_dir), max_new_tokens=4, batch_size=2)
+    cfg = GenerationConfig(model=str(tiny_chat_model_dir), max_new_tokens=4, batch_size=2)
     requests = [[{"role": "user", "content": c}] for c in ("one", "two", "three")]
     cost = GenerationCost()
     out = cached_sample(LocalGenerator(cfg), requests, 2, None, cost)

@@ -94,11 +94,15 @@ def _model_fingerprint(path: str) -> str:
 
 @dataclass
 class LocalGenerator:
-    """A transformers causal LM with a chat template, sampled in batches (left padding)."""
+    """A transformers causal LM with a chat template, sampled in batches (left padding).
+
+    ``loaded``: the model already in memory (a :class:`~kinject.models.LoadedModel` of
+    ``cfg.model``), else it is loaded on the first request.
+    """
 
     cfg: GenerationConfig
+    loaded: Any = field(default=None, repr=False)
     fingerprint: str = ""
-    _loaded: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         from kinject.models import resolve_model_path
@@ -112,12 +116,12 @@ class LocalGenerator:
 
         from kinject.models import load_model
 
-        if self._loaded is None:
-            self._loaded = load_model(self.cfg.model)
-            if not self._loaded.tokenizer.chat_template:
-                raise UserError(f"generate.model {self.cfg.model!r}: the tokenizer has no chat template "
-                                "(give an instruct model)")
-        model, tok = self._loaded.model, self._loaded.tokenizer
+        if self.loaded is None:
+            self.loaded = load_model(self.cfg.model)
+        if not self.loaded.tokenizer.chat_template:
+            raise UserError(f"generate.model {self.cfg.model!r}: the tokenizer has no chat template "
+                            "(give an instruct model)")
+        model, tok = self.loaded.model, self.loaded.tokenizer
         out: list[Sampled] = []
         for start in range(0, len(requests), self.cfg.batch_size):
             batch = requests[start:start + self.cfg.batch_size]

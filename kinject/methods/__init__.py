@@ -1,6 +1,6 @@
 """Injection methods. Importing this package registers every built-in method."""
 
-from kinject.methods import base, finetune, lapael, noise, qa_mix, rag  # noqa: F401  (registration side effects)
+from kinject.methods import base, delia_mix, finetune, lapael, noise, qa_mix, rag  # noqa: F401  (registration side effects)
 from kinject.methods.registry import (
     Injected,
     InjectRequest,

@@ -3,7 +3,8 @@
 Both use the shared ``train`` config (full, LoRA, or a layer/module subset); ``ft-para`` adds
 ``para.k`` paraphrases per document and makes ``para.epochs`` passes over the larger set.
 :func:`finetune`, which every training method calls, also adds the request's QA demonstrations
-(``+qa``): mixed into the texts, or trained alone in a first phase.
+(``+qa``): mixed into the texts, or trained alone in a first phase; and the self-samples
+(``+delia``), mixed in.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, 
     With ``req.demonstrations`` (``+qa``): mode ``mixed`` adds them to ``texts`` (same passes,
     same copies); mode ``before`` first trains on them alone (plain, ``qa.epochs`` passes, a LoRA
     adapter merged afterwards), then on ``texts``. Costs add up over both phases.
+    ``req.self_samples`` (``+delia``) are added to ``texts`` (same passes, same copies).
     """
     cfg = req.cfg.train if epochs is None else dataclasses.replace(req.cfg.train, epochs=epochs)
     demos = req.demonstrations
@@ -62,6 +64,9 @@ def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, 
     own = len(texts)
     if demos is not None and demos.mode == "mixed":
         texts = texts + demos.texts
+    if req.self_samples is not None:
+        texts = texts + req.self_samples.texts
+        info["self_samples"] = req.self_samples.info
     model, res = train_causal_lm(model, req.loaded.tokenizer, texts, cfg, req.seed, copies, perturbation)
     results.append(res)
     if demos is not None:

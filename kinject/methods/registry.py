@@ -9,7 +9,7 @@ A *modifier* changes any method: ``<method>+<modifier>`` names the composition (
 ``ft-para+qa``), built on demand rather than registered once per method. One registered with
 ``@register_modifier`` wraps the method's output (retrieval: ``+rag``); one registered with
 ``@register_training_mix`` prepares the request before a method that trains (demonstrations:
-``+qa``). ``register_composite`` gives a composition its own name (``rag`` = ``base+rag``).
+``+qa``; self-samples: ``+delia``). ``register_composite`` gives a composition its own name (``rag`` = ``base+rag``).
 """
 
 from __future__ import annotations
@@ -27,13 +27,15 @@ if TYPE_CHECKING:
     from kinject.data.demonstrations import Demonstrations
     from kinject.data.schema import Corpus
     from kinject.evaluation.runner import ContextFn
+    from kinject.generation.self_sample import SelfSamples
     from kinject.models import LoadedModel
 
 
 @dataclass
 class InjectRequest:
     """The inputs of one injection: ``workdir`` is where the method may write artefacts;
-    ``demonstrations``, set by ``+qa``, are trained with (or before) the method's own texts."""
+    ``demonstrations``, set by ``+qa``, are trained with (or before) the method's own texts;
+    ``self_samples``, set by ``+delia``, are mixed in with them."""
 
     loaded: LoadedModel
     corpus: Corpus
@@ -41,6 +43,7 @@ class InjectRequest:
     seed: int
     workdir: Path
     demonstrations: Demonstrations | None = None
+    self_samples: SelfSamples | None = None
 
 
 @dataclass

@@ -1,0 +1,128 @@
+"""DELIA's diverse self-samples: the model's own answers to diverse everyday queries.
+
+DELIA (arXiv 2408.10841) mixes such answers into narrow fine-tuning data so that their broad,
+unrelated gradients buffer what the narrow data would otherwise overwrite. Here they are mixed
+into knowledge-injection training (``+delia``), to keep general knowledge (retention).
+
+The queries: ``delia.queries=builtin`` is kinject's own file of 104 everyday tasks (writing,
+advice, explanations, arithmetic, code, text tasks, conversation; no general-knowledge question
+of the kind the retention probes ask), or a JSONL of ``{"query"}`` (``id`` optional). The answers
+are sampled from the model being injected (``model``) with its chat template (temperature 0.7,
+top-p 0.95, as the paper; ``delia.max_new_tokens`` 128 where the paper allows 512, to keep CPU
+runs short), cached by content like every generation, or read from a ``kinject self-sample``
+file (``delia.samples``: a JSONL of ``{"messages": [user, assistant]}``).
+
+A run mixes ``int(N x delia.ratio)`` of them into the training texts (N = the documents injected),
+drawn with the fixed ``delia.seed`` (the same for every run seed, so each is generated once),
+each written out with the model's chat template.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kinject.data.jsonl import load_records
+from kinject.errors import UserError
+from kinject.generation.cache import GenerationCost, cached_sample
+from kinject.generation.generators import GenerationConfig, LocalGenerator
+
+BUILTIN_QUERIES = Path(__file__).with_name("delia_queries.jsonl")
+
+
+@dataclass
+class DeliaConfig:
+    """``+delia``: ``ratio`` self-samples per injected document, from ``queries`` or ``samples``."""
+
+    queries: str = "builtin"
+    samples: str | None = None
+    ratio: float = 1.0
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    batch_size: int = 8
+    seed: int = 0
+    cache: bool = True
+
+
+@dataclass
+class SelfSamples:
+    """The texts one ``+delia`` run mixes in (chat-formatted), and what they are (``info``)."""
+
+    texts: list[str]
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def check_delia_config(cfg: DeliaConfig) -> None:
+    if cfg.ratio <= 0:
+        raise UserError(f"delia.ratio must be > 0, got {cfg.ratio}")
+    if cfg.max_new_tokens < 1 or cfg.batch_size < 1:
+        raise UserError("delia.max_new_tokens and delia.batch_size must be >= 1")
+    for key, value in (("delia.queries", cfg.queries), ("delia.samples", cfg.samples)):
+        if value not in (None, "builtin") and not Path(value).is_file():
+            raise UserError(f"{key}: {value}: no such file")
+
+
+def load_queries(spec: str) -> list[str]:
+    """The queries of ``builtin`` or a JSONL of ``{"query"}``."""
+    path = BUILTIN_QUERIES if spec == "builtin" else Path(spec)
+
+    def query(row: dict[str, Any]) -> str:
+        if not isinstance(row["query"], str) or not row["query"].strip():
+            raise ValueError("field 'query' must be a non-empty string")
+        return row["query"]
+
+    queries = load_records(path, query)
+    if not queries:
+        raise UserError(f"{path}: no queries")
+    return queries
+
+
+def load_samples(path: str) -> list[list[dict[str, str]]]:
+    """A self-sample file: one ``{"messages": [{"role", "content"}, ...]}`` per line."""
+
+    def messages(row: dict[str, Any]) -> list[dict[str, str]]:
+        msgs = row["messages"]
+        if not isinstance(msgs, list) or not all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in msgs):
+            raise ValueError("field 'messages' must be a list of {role, content}")
+        return msgs
+
+    rows = load_records(path, messages)
+    if not rows:
+        raise UserError(f"{path}: no self-samples")
+    return rows
+
+
+def self_sample(model: str, queries: list[str], cfg: DeliaConfig, cache: Path | None, cost: GenerationCost,
+                loaded: Any = None) -> list[list[dict[str, str]]]:
+    """The model's answer to each query, as ``[user, assistant]`` messages (``loaded``: the model
+    ``model`` names, already in memory)."""
+    gen = GenerationConfig(model=model, temperature=cfg.temperature, top_p=cfg.top_p,
+                           max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, seed=cfg.seed)
+    requests = [[{"role": "user", "content": q}] for q in queries]
+    sampled = cached_sample(LocalGenerator(gen, loaded), requests, 1, cache, cost)
+    return [[*r, {"role": "assistant", "content": s.replies[0].strip()}] for r, s in zip(requests, sampled)]
+
+
+def select_self_samples(model: str, loaded: Any, documents: int, cfg: DeliaConfig,
+                        cache: Path | None) -> SelfSamples:
+    """``int(documents x ratio)`` self-samples (fewer if the queries run out), chat-formatted with
+    the tokenizer of ``loaded`` (the :class:`~kinject.models.LoadedModel` of ``model``, which samples them)."""
+    check_delia_config(cfg)
+    tokenizer = loaded.tokenizer
+    if not tokenizer.chat_template:
+        raise UserError(f"+delia: the tokenizer of {model!r} has no chat template to write self-samples with")
+    want = max(1, int(documents * cfg.ratio))
+    cost = GenerationCost()
+    if cfg.samples is not None:
+        pool, source = load_samples(cfg.samples), cfg.samples
+        random.Random(cfg.seed).shuffle(pool)
+        chats = pool[:want]
+    else:
+        queries = load_queries(cfg.queries)
+        random.Random(cfg.seed).shuffle(queries)
+        chats, source = self_sample(model, queries[:want], cfg, cache, cost, loaded), cfg.queries
+    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in chats]
+    return SelfSamples(texts, {"source": source, "wanted": want, "mixed": len(texts), "cost": cost.to_dict()})
