@@ -28,7 +28,7 @@ REWRITES = [
 
 class _ChatServer(BaseHTTPRequestHandler):
     """An OpenAI-style /v1/chat/completions that answers with REWRITES (cycled), or with ``echo``
-    the prompt's text behind a numbered preface, and records every call."""
+    the prompt's text behind a preface, and records every call."""
 
     calls: ClassVar[list[dict]] = []
     status = 200
@@ -42,7 +42,8 @@ class _ChatServer(BaseHTTPRequestHandler):
             return
         n = body.get("n", 1)
         text = body["messages"][-1]["content"].split("Text: ", 1)[-1]
-        contents = [f"In version {i}, {text}" if type(self).echo else REWRITES[i % len(REWRITES)] for i in range(n)]
+        prefaces = ("In short", "Put simply", "In other words", "That is to say", "Briefly")
+        contents = [f"{prefaces[i % 5]}, {text}" if type(self).echo else REWRITES[i % len(REWRITES)] for i in range(n)]
         choices = [{"index": i, "message": {"role": "assistant", "content": c}} for i, c in enumerate(contents)]
         reply = {"choices": choices,
                  "usage": {"prompt_tokens": 40, "completion_tokens": 15 * n}}
@@ -98,6 +99,9 @@ def test_the_filters():
     why = [rejection(clean(r, ORIGINAL), ORIGINAL, answers, [], cfg) for r in REWRITES]
     assert why == [None, "answer", "duplicate", "answer", None]
     assert rejection("Yes: the Carolina Panthers.", ORIGINAL, answers, [], cfg) == "length"
+    invented = "In 2016, at Super Bowl 50, the NFC was represented by the Carolina Panthers."
+    assert rejection(invented, ORIGINAL, answers, [], cfg) == "new_number"
+    assert rejection(invented, ORIGINAL, answers, [], ParaConfig(allow_new_numbers=True)) is None
     kept = [clean(REWRITES[0], ORIGINAL)]
     assert rejection("At Super Bowl 50 the Carolina Panthers represented the NFC side.", ORIGINAL, answers, kept,
                      cfg) == "near_copy"

@@ -16,6 +16,8 @@ keeps the first ``k`` that pass the filters, each counted when it drops a candid
 - ``answer``: an answer of the document's facts (normalised tokens) is missing, or, with
   ``para.answer_at_end=N``, not within the last N words (LaPael keeps it at the end, N = 10);
 - ``length``: fewer than ``min_length`` or more than ``max_length`` times the original's words;
+- ``new_number``: a number the original does not have (a small generator invents dates and
+  counts, i.e. new and false facts; ``para.allow_new_numbers=true`` keeps them);
 - ``duplicate``: the same normalised text as the original or a kept rewrite;
 - ``near_copy``: token-sequence similarity (difflib ratio) above ``max_similarity`` to either.
 """
@@ -39,7 +41,8 @@ from kinject.generation.generators import GenerationConfig, Messages, check_gene
 PROMPT = ("Rewrite the text below in your own words. Keep its meaning and every fact, name, date and number, "
           "keep it about as long as it is, and make it as different from the original as you can. "
           "Reply with the rewritten text only.\n\nText: {text}")
-REASONS = ("empty", "answer", "length", "duplicate", "near_copy")
+REASONS = ("empty", "answer", "length", "new_number", "duplicate", "near_copy")
+_NUMBER = re.compile(r"\d+")
 _PREAMBLE = re.compile(r"^\s*(sure[!,.]?\s*)?(here('s| is)[^:\n]*|rewritten( text| sentence)?|paraphrase[d]?"
                        r"( text| sentence)?)\s*:\s*", re.IGNORECASE)
 
@@ -62,6 +65,7 @@ class ParaConfig:
     max_length: float = 2.0
     max_similarity: float = 0.85
     answer_at_end: int | None = None
+    allow_new_numbers: bool = False
 
 
 @dataclass
@@ -115,6 +119,8 @@ def rejection(candidate: str, original: str, answers: list[str], kept: list[str]
     n = len(original.split())
     if not cfg.min_length * n <= len(candidate.split()) <= cfg.max_length * n:
         return "length"
+    if not cfg.allow_new_numbers and set(_NUMBER.findall(candidate)) - set(_NUMBER.findall(original)):
+        return "new_number"
     for other in (original, *kept):
         ref = tokens(other)
         if cand == ref:
