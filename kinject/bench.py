@@ -153,7 +153,8 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     hashes = {str(seed): c.content_hash() for seed, c in corpora.items()}
     last = corpora[cfg.seeds[-1]]
     data = {"name": last.name, "source": cfg.data.source, "documents": len(last.documents),
-            "probes": len(last.probes), "hash": hashes}
+            "probes": len(last.probes), "generated_probes": sum(1 for p in last.probes if p.generated),
+            "hash": hashes}
     model = {"name": cfg.model, "path": resolve_model_path(cfg.model)}
     results = build_results(cells, config=cfg.to_dict(), model=model, data=data)
     write_json(out / "results.json", results)

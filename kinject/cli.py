@@ -8,6 +8,7 @@
     kinject train-paraphraser CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
     kinject paraphrase CORPUS --out FILE [--k K] [--config FILE] [--seed S] [key=value ...]
     kinject self-sample QUERIES --out FILE [--config FILE] [key=value ...]
+    kinject questions CORPUS --out FILE [--config FILE] [--seed S] [key=value ...]
     kinject methods
 
 Bad input prints one line ``kinject: error: ...`` and exits with code 2.
@@ -102,6 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ss)
     ss.add_argument("--out", required=True, help="self-sample JSONL to write (must not exist); use with "
                     "delia.samples=FILE")
+
+    qg = sub.add_parser("questions", help="write QA and 4-way MCQ probes for a corpus that has none (generate.* "
+                        "picks the LLM; questions.* the rest)", epilog=EPILOG)
+    qg.add_argument("corpus", help="a text directory, a documents JSONL, a LaPael SQuAD directory, or 'builtin'")
+    _common(qg)
+    qg.add_argument("--out", required=True, help="probes JSONL to write (must not exist); use with data.probes=FILE")
+    qg.add_argument("--seed", type=int, default=0, help="seed of the built-in world (default 0)")
 
     sub.add_parser("methods", help="list the registered methods and modifiers")
     return parser
@@ -314,6 +322,32 @@ def cmd_self_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_questions(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from kinject.data.jsonl import write_jsonl
+    from kinject.data.loaders import load_documents
+    from kinject.generation.questions import generate_questions
+    from kinject.models import cache_dir
+
+    cfg = _load_cfg(args)
+    out = Path(args.out)
+    if out.exists():
+        raise UserError(f"--out {out}: already exists; choose a new file")
+    name, documents, _ = load_documents(args.corpus, cfg.data, args.seed)
+    cache = cache_dir() / "generations" if cfg.generate.cache else None
+    probes, info = generate_questions(documents, cfg.questions, cfg.generate, cache)
+    write_jsonl(out, [{k: v for k, v in dataclasses.asdict(p).items() if v not in ("", [], -1)} for p in probes])
+    c = info["cost"]
+    print(f"{name}: {info['documents']} documents, {info['replies']} replies from {info['generator']} "
+          f"(generate.seed {cfg.generate.seed}); kept {info['qa']} QA and {info['mcq']} MCQ probes; "
+          f"{info['documents_without']} documents without a probe")
+    print("dropped: " + ", ".join(f"{k} {v}" for k, v in info["dropped"].items()))
+    print(f"cost: {c['prompt_tokens']} prompt + {c['completion_tokens']} generated tokens, {c['seconds']:.0f} s "
+          f"({c['cached']} of {c['requests']} requests from the cache); written to {out}")
+    return 0
+
+
 def cmd_methods(args: argparse.Namespace) -> int:
     from kinject.methods.registry import method_specs, modifier_specs
 
@@ -327,8 +361,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "index": cmd_index,
-            "train-paraphraser": cmd_train_paraphraser, "paraphrase": cmd_paraphrase, "self-sample": cmd_self_sample,
-            "methods": cmd_methods}
+            "train-paraphraser": cmd_train_paraphraser, "paraphrase": cmd_paraphrase, "questions": cmd_questions,
+            "self-sample": cmd_self_sample, "methods": cmd_methods}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -22,6 +22,7 @@ from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
 from kinject.generation.generators import GenerationConfig
 from kinject.generation.paraphrase import ParaConfig
+from kinject.generation.questions import QuestionConfig
 from kinject.generation.self_sample import DeliaConfig
 from kinject.lapael.config import LapaelConfig
 from kinject.models import DEFAULT_MODEL
@@ -61,6 +62,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     para: ParaConfig = field(default_factory=ParaConfig)
     generate: GenerationConfig = field(default_factory=GenerationConfig)
+    questions: QuestionConfig = field(default_factory=QuestionConfig)
     noise: NoiseConfig = field(default_factory=NoiseConfig)
     lapael: LapaelConfig = field(default_factory=LapaelConfig)
     qa: QAConfig = field(default_factory=QAConfig)

@@ -27,12 +27,13 @@ REWRITES = [
 
 
 class _ChatServer(BaseHTTPRequestHandler):
-    """An OpenAI-style /v1/chat/completions that answers with REWRITES (cycled), or with ``echo``
+    """An OpenAI-style /v1/chat/completions that answers with ``replies`` (cycled), or with ``echo``
     the prompt's text behind a preface, and records every call."""
 
     calls: ClassVar[list[dict]] = []
     status = 200
     echo = False
+    replies: ClassVar[list[str]] = REWRITES
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -43,7 +44,8 @@ class _ChatServer(BaseHTTPRequestHandler):
         n = body.get("n", 1)
         text = body["messages"][-1]["content"].split("Text: ", 1)[-1]
         prefaces = ("In short", "Put simply", "In other words", "That is to say", "Briefly")
-        contents = [f"{prefaces[i % 5]}, {text}" if type(self).echo else REWRITES[i % len(REWRITES)] for i in range(n)]
+        canned = type(self).replies
+        contents = [f"{prefaces[i % 5]}, {text}" if type(self).echo else canned[i % len(canned)] for i in range(n)]
         choices = [{"index": i, "message": {"role": "assistant", "content": c}} for i, c in enumerate(contents)]
         reply = {"choices": choices,
                  "usage": {"prompt_tokens": 40, "completion_tokens": 15 * n}}
@@ -60,7 +62,7 @@ class _ChatServer(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def server():
-    _ChatServer.calls, _ChatServer.status, _ChatServer.echo = [], 200, False
+    _ChatServer.calls, _ChatServer.status, _ChatServer.echo, _ChatServer.replies = [], 200, False, REWRITES
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -185,3 +187,50 @@ def test_a_missing_paraphrase_file_is_refused(capsys, tmp_path):
     args = ["bench", "--methods", "ft-para", "--out", str(tmp_path / "r"), f"para.source={tmp_path}/no.jsonl"]
     assert main(args) == 2 and not (tmp_path / "r").exists()
     assert "para.source" in capsys.readouterr().err
+
+
+def test_question_replies_are_parsed_and_filtered():
+    from kinject.generation.questions import check_pair, distractors, parse_reply
+
+    reply = "Sure.\nQuestion: Who represented the NFC at Super Bowl 50?\nAnswer: the Carolina Panthers.\n" \
+            "Wrong: Denver Broncos; New England Patriots; the Carolina Panthers; Green Bay Packers"
+    question, answer, wrong = parse_reply(reply)
+    assert question == "Who represented the NFC at Super Bowl 50?" and answer == "the Carolina Panthers"
+    assert check_pair(question, answer, ORIGINAL) is None
+    assert check_pair(question, "Denver Broncos", ORIGINAL) == "answer"
+    assert check_pair("Did the Carolina Panthers represent the NFC?", "Carolina Panthers", ORIGINAL) == "leak"
+    assert distractors(answer, wrong) == ["Denver Broncos", "New England Patriots", "Green Bay Packers"]
+    assert distractors(answer, ["Denver Broncos", "denver broncos!"]) is None
+    assert parse_reply("The answer is the Panthers.") is None
+
+
+def test_cli_questions_writes_generated_probes_that_bench_reads(server, tiny_model_dir, tmp_path, capsys,
+                                                                monkeypatch):
+    from kinject import bench
+    from kinject.config import load_config
+    from kinject.data.jsonl import load_records
+    from kinject.data.schema import Probe
+
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+    _ChatServer.replies = ["Question: What was the NFC team?\nAnswer: Carolina Panthers\nWrong: Broncos; Rams",
+                           "Question: Which team represented the NFC at Super Bowl 50?\nAnswer: Carolina Panthers\n"
+                           "Wrong: Denver Broncos; Chicago Bears; Dallas Cowboys"]
+    docs = tmp_path / "docs.jsonl"
+    docs.write_text(json.dumps({"id": "d1", "text": ORIGINAL}) + "\n"
+                    + json.dumps({"id": "d2", "text": "Nothing to ask about here."}) + "\n")
+    out = tmp_path / "probes.jsonl"
+    args = ["questions", str(docs), "--out", str(out), "generate.backend=endpoint", f"generate.base_url={server}",
+            "questions.samples=2"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "kept 1 QA and 1 MCQ probes; 1 documents without a probe" in printed
+    probes = load_records(out, Probe.from_dict)
+    assert [p.kind for p in probes] == ["qa", "mcq"] and all(p.generated == "endpoint:smollm2-135m" for p in probes)
+    mcq = probes[1]
+    assert len(mcq.choices) == 4 and mcq.choices[mcq.label] == "Carolina Panthers"
+    cfg = load_config(None, [f"model={tiny_model_dir}", "data.source=jsonl", f"data.path={docs}",
+                             f"data.probes={out}", "methods=[base]", "eval.kinds=[qa,mcq]", "eval.bf16=false",
+                             "eval.progress=false", "eval.max_new_tokens=3"])
+    results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    assert results["data"]["generated_probes"] == 2
+    assert "2 of them written by an LLM" in (tmp_path / "run" / "report.md").read_text()

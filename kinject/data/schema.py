@@ -77,6 +77,7 @@ class Probe:
     kind ``qa``/``retention``: open question, scored against ``answers`` (any alias counts).
     kind ``cloze``: ``question`` is a sentence prefix the answer completes.
     kind ``mcq``: ``choices`` with the gold index ``label``; scored by log-likelihood.
+    ``generated``: the generator that wrote the probe (``kinject questions``), empty otherwise.
     """
 
     id: str
@@ -87,6 +88,7 @@ class Probe:
     label: int = -1
     fact_id: str = ""
     doc_id: str = ""
+    generated: str = ""
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Probe:

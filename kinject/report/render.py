@@ -93,7 +93,9 @@ def report_markdown(results: dict[str, Any]) -> str:
         "# kinject report",
         "",
         f"- model: `{model['name']}` (`{model['path']}`)",
-        f"- corpus: {data['name']} ({data['documents']} documents, {data['probes']} probes); "
+        f"- corpus: {data['name']} ({data['documents']} documents, {data['probes']} probes"
+        + (f", {data['generated_probes']} of them written by an LLM" if data.get("generated_probes") else "")
+        + "); "
         f"data hash per seed: {', '.join(f'{s}: {h}' for s, h in data['hash'].items())}",
         f"- {seeds_line(results)}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}",
