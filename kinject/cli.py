@@ -115,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fresh(path: str, what: str = "directory") -> Path:
+    """``--out``: a path that must not exist yet (nothing the user has is overwritten)."""
+    out = Path(path)
+    if out.exists():
+        raise UserError(f"--out {out}: already exists; choose a new {what}")
+    return out
+
+
+def _generation_cost(c: dict, out: Path) -> str:
+    """One line: what a generated file cost (``GenerationCost.to_dict()``), and where it went."""
+    return (f"cost: {c['prompt_tokens']} prompt + {c['completion_tokens']} generated tokens, {c['seconds']:.0f} s "
+            f"({c['cached']} of {c['requests']} requests from the cache); written to {out}")
+
+
 def _load_cfg(args: argparse.Namespace):
     from kinject.config import load_config
 
@@ -156,9 +170,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     from kinject.methods import get_method
 
     cfg = _load_cfg(args)
-    out = Path(args.out)
-    if out.exists():
-        raise UserError(f"--out {out}: already exists; choose a new directory")
+    out = _fresh(args.out)
     spec = get_method(args.method)
     corpus = load_corpus(cfg.data, args.seed)
     if spec.check is not None:
@@ -183,9 +195,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from kinject.models import load_model
 
     cfg = _load_cfg(args)
-    out = Path(args.out) if args.out else None
-    if out is not None and out.exists():
-        raise UserError(f"--out {out}: already exists; choose a new directory")
+    out = _fresh(args.out) if args.out else None
     corpus = load_corpus(cfg.data, args.seed) if not args.probes else None
     if args.probes:
         from kinject.data.builtin.retention import RETENTION_FEWSHOT
@@ -221,9 +231,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
     if args.index_command == "build":
         cfg = _load_cfg(args)
-        out = Path(args.out)
-        if out.exists():
-            raise UserError(f"--out {out}: already exists; choose a new directory")
+        out = _fresh(args.out)
         check_retrieval_config(cfg.retrieval)
         from kinject.data.loaders import load_documents
 
@@ -252,9 +260,7 @@ def cmd_train_paraphraser(args: argparse.Namespace) -> int:
     from kinject.models import load_model
 
     cfg = _load_cfg(args)
-    out = Path(args.out)
-    if out.exists():
-        raise UserError(f"--out {out}: already exists; choose a new directory")
+    out = _fresh(args.out)
     check_train_config(cfg.lapael)
     name, facts, paraphrases = load_paraphrase_data(args.corpus, cfg.data, args.seed)
     loaded = load_model(cfg.model)
@@ -276,9 +282,7 @@ def cmd_paraphrase(args: argparse.Namespace) -> int:
     from kinject.models import cache_dir
 
     cfg = _load_cfg(args)
-    out = Path(args.out)
-    if out.exists():
-        raise UserError(f"--out {out}: already exists; choose a new file")
+    out = _fresh(args.out, "file")
     if args.k is not None:
         cfg.para.k = args.k
     if cfg.para.k < 1:
@@ -294,8 +298,7 @@ def cmd_paraphrase(args: argparse.Namespace) -> int:
           f"{i['documents_with_kept']}, with {cfg.para.k}: {i['documents_with_k']}")
     print("dropped: " + ", ".join(f"{k} {v}" for k, v in i["dropped"].items())
           + f" (answer checked on {i['answer_checked']} documents)")
-    print(f"cost: {c['prompt_tokens']} prompt + {c['completion_tokens']} generated tokens, {c['seconds']:.0f} s "
-          f"({c['cached']} of {c['requests']} requests from the cache); written to {out}")
+    print(_generation_cost(c, out))
     return 0
 
 
@@ -306,9 +309,7 @@ def cmd_self_sample(args: argparse.Namespace) -> int:
     from kinject.models import cache_dir
 
     cfg = _load_cfg(args)
-    out = Path(args.out)
-    if out.exists():
-        raise UserError(f"--out {out}: already exists; choose a new file")
+    out = _fresh(args.out, "file")
     check_delia_config(cfg.delia)
     if args.queries != "builtin" and not Path(args.queries).is_file():
         raise UserError(f"{args.queries}: no such file (give 'builtin' or a JSONL of {{query}})")
@@ -317,8 +318,8 @@ def cmd_self_sample(args: argparse.Namespace) -> int:
     chats = self_sample(cfg.model, queries, cfg.delia, cache_dir() / "generations" if cfg.delia.cache else None, cost)
     write_jsonl(out, [{"messages": c} for c in chats])
     print(f"{len(chats)} self-samples from {cfg.model} (temperature {cfg.delia.temperature}, top-p {cfg.delia.top_p}, "
-          f"delia.seed {cfg.delia.seed}): {cost.completion_tokens} tokens generated, {cost.seconds:.0f} s "
-          f"({cost.cached} of {cost.requests} from the cache); written to {out} (use with delia.samples={out})")
+          f"delia.seed {cfg.delia.seed}); use with delia.samples={out}")
+    print(_generation_cost(cost.to_dict(), out))
     return 0
 
 
@@ -331,9 +332,7 @@ def cmd_questions(args: argparse.Namespace) -> int:
     from kinject.models import cache_dir
 
     cfg = _load_cfg(args)
-    out = Path(args.out)
-    if out.exists():
-        raise UserError(f"--out {out}: already exists; choose a new file")
+    out = _fresh(args.out, "file")
     name, documents, _ = load_documents(args.corpus, cfg.data, args.seed)
     cache = cache_dir() / "generations" if cfg.generate.cache else None
     probes, info = generate_questions(documents, cfg.questions, cfg.generate, cache)
@@ -343,8 +342,7 @@ def cmd_questions(args: argparse.Namespace) -> int:
           f"(generate.seed {cfg.generate.seed}); kept {info['qa']} QA and {info['mcq']} MCQ probes; "
           f"{info['documents_without']} documents without a probe")
     print("dropped: " + ", ".join(f"{k} {v}" for k, v in info["dropped"].items()))
-    print(f"cost: {c['prompt_tokens']} prompt + {c['completion_tokens']} generated tokens, {c['seconds']:.0f} s "
-          f"({c['cached']} of {c['requests']} requests from the cache); written to {out}")
+    print(_generation_cost(c, out))
     return 0
 
 
