@@ -32,7 +32,8 @@ class GenerationConfig:
     ``model``; the key, if any, from the environment variable ``api_key_env``).
     temperature/top_p: sampling; max_new_tokens: per reply; batch_size: requests per forward pass
     (local); seed: the sampling seed (the same requests and settings give the same replies);
-    timeout: seconds per HTTP request; cache: reuse replies stored under ``$KINJECT_CACHE/generations``.
+    timeout: seconds per HTTP request; cache: reuse replies stored under ``$KINJECT_CACHE/generations``;
+    progress: a progress bar on stderr (local).
     """
 
     backend: str = "local"
@@ -46,6 +47,7 @@ class GenerationConfig:
     seed: int = 0
     timeout: float = 120.0
     cache: bool = True
+    progress: bool = True
 
 
 def check_generation_config(cfg: GenerationConfig) -> None:
@@ -113,6 +115,7 @@ class LocalGenerator:
 
     def sample(self, requests: list[Messages], n: int) -> list[Sampled]:
         import torch
+        from tqdm.auto import tqdm
 
         from kinject.models import load_model
 
@@ -123,7 +126,8 @@ class LocalGenerator:
                             "(give an instruct model)")
         model, tok = self.loaded.model, self.loaded.tokenizer
         out: list[Sampled] = []
-        for start in range(0, len(requests), self.cfg.batch_size):
+        starts = range(0, len(requests), self.cfg.batch_size)
+        for start in tqdm(starts, desc="generating", disable=not self.cfg.progress or len(starts) < 2, leave=False):
             batch = requests[start:start + self.cfg.batch_size]
             prompts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
