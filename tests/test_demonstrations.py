@@ -60,6 +60,17 @@ def test_builtin_demonstrations_touch_no_probe(seed):
     assert info["documents"] == info["demonstrations"]  # each pair's own train sentence comes along
 
 
+def test_source_paraphrases_come_along_and_touch_no_probe():
+    corpus = build_world(BuiltinConfig(), 0)
+    demos = select_demonstrations(corpus, QAConfig(ratio=None, paraphrases=3), 0)
+    _assert_disjoint(corpus, demos)
+    assert demos.info["documents"] == 4 * demos.info["demonstrations"]  # the sentence and 3 rephrasings
+    facts = {f.id: f for f in corpus.train_facts}
+    chosen = [p for p in corpus.train_qa if f"{p.question}" in " ".join(demos.texts)]
+    some = facts[chosen[0].fact_id]
+    assert all(t in demos.texts for t in corpus.train_paraphrases[some.id][:3])
+
+
 def test_squad_demonstrations_touch_no_probe():
     corpus = load_lapael_squad(FIXTURES / "lapael-squad")
     demos = select_demonstrations(corpus, QAConfig(), 0)

@@ -40,13 +40,17 @@ class QAConfig:
     or ``before`` (a first phase of ``epochs`` passes over the demonstrations alone, plain
     fine-tuning, then the method as usual: pre-instruction-tuning). ``ratio``: demonstrations per
     injected fact (documents when the corpus lists no facts); None = every usable one.
-    ``documents``: also train on the sentences/passages the demonstrations come from.
+    ``documents``: also train on the sentences/passages the demonstrations come from, with up to
+    ``paraphrases`` paraphrases of each where the corpus's train split has them (the built-in
+    benchmark, LaPael SQuAD): knowledge seen in several phrasings is what QA training can teach
+    a model to extract (Allen-Zhu & Li, Physics of LMs 3.1).
     """
 
     mode: str = "mixed"
     source: str = "train"
     ratio: float | None = 1.0
     documents: bool = True
+    paraphrases: int = 0
     epochs: float = 3.0
 
 
@@ -72,6 +76,8 @@ def check_qa_config(cfg: QAConfig) -> None:
         raise UserError(f"qa.ratio must be > 0 (or null for all), got {cfg.ratio}")
     if cfg.epochs <= 0:
         raise UserError(f"qa.epochs must be > 0, got {cfg.epochs}")
+    if cfg.paraphrases < 0:
+        raise UserError(f"qa.paraphrases must be >= 0, got {cfg.paraphrases}")
     if cfg.source != "train" and not Path(cfg.source).is_file():
         raise UserError(f"qa.source: {cfg.source}: no such file (give 'train' or a QA JSONL)")
 
@@ -148,7 +154,13 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
     n = len(kept) if cfg.ratio is None else min(len(kept), max(1, round(cfg.ratio * n_facts)))
     chosen = random.Random(seed).sample(kept, n)
     texts = [demonstration_text(p) for p in chosen]
-    documents = list(dict.fromkeys(sources[p.id] for p in chosen if p.id in sources)) if cfg.documents else []
+    documents: list[str] = []
+    if cfg.documents:
+        for p in chosen:
+            if p.id in sources:
+                rephrased = corpus.train_paraphrases.get(p.fact_id, []) if cfg.source == "train" else []
+                documents += [sources[p.id], *rephrased[:cfg.paraphrases]]
+        documents = list(dict.fromkeys(documents))
     info = {"source": cfg.source, "mode": cfg.mode, "pairs": len(pairs), "dropped": dropped, "usable": len(kept),
             "demonstrations": n, "documents": len(documents), **_wording(corpus, cfg.source)}
     return Demonstrations(texts + documents, cfg.mode, cfg.epochs, info)
