@@ -24,6 +24,12 @@ def tokens(text: str, *, drop_articles: bool = False) -> list[str]:
     return [t for t in toks if t not in _ARTICLES] if drop_articles else toks
 
 
+def contains_run(haystack: list[str], needle: list[str]) -> bool:
+    """Whether ``needle`` occurs in ``haystack`` as consecutive tokens (an empty needle: False)."""
+    n = len(needle)
+    return n > 0 and any(haystack[i:i + n] == needle for i in range(len(haystack) - n + 1))
+
+
 def _score_one(pred: list[str], gold: list[str]) -> dict[str, float]:
     common = sum((Counter(pred) & Counter(gold)).values())
     recall = common / len(gold) if gold else float(not pred)

@@ -34,7 +34,7 @@ from typing import Any
 from kinject.data.jsonl import load_records
 from kinject.data.schema import Corpus, Document, Fact
 from kinject.errors import UserError
-from kinject.evaluation.metrics import tokens
+from kinject.evaluation.metrics import contains_run, tokens
 from kinject.generation.cache import GenerationCost, cached_sample
 from kinject.generation.generators import GenerationConfig, Messages, check_generation_config, make_generator
 
@@ -102,10 +102,6 @@ def clean(reply: str, original: str) -> str:
     return text.strip().strip('"“”').strip()
 
 
-def _contains(haystack: list[str], needle: list[str]) -> bool:
-    return any(haystack[i:i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
-
-
 def rejection(candidate: str, original: str, answers: list[str], kept: list[str], cfg: ParaConfig) -> str | None:
     """Why ``candidate`` is dropped (one of :data:`REASONS`), or None to keep it. ``answers``: the
     answers of the original's facts, each of which must survive."""
@@ -114,7 +110,7 @@ def rejection(candidate: str, original: str, answers: list[str], kept: list[str]
         return "empty"
     if answers:
         where = cand[-cfg.answer_at_end:] if cfg.answer_at_end else cand
-        if not all(_contains(where, tokens(a)) for a in answers):
+        if not all(contains_run(where, gold) for a in answers if (gold := tokens(a))):
             return "answer"
     n = len(original.split())
     if not cfg.min_length * n <= len(candidate.split()) <= cfg.max_length * n:

@@ -28,7 +28,7 @@ from typing import Any
 
 from kinject.data.schema import Document, Probe
 from kinject.errors import UserError
-from kinject.evaluation.metrics import tokens
+from kinject.evaluation.metrics import contains_run, tokens
 from kinject.generation.cache import GenerationCost, cached_sample
 from kinject.generation.generators import GenerationConfig, make_generator
 
@@ -60,15 +60,11 @@ def parse_reply(reply: str) -> tuple[str, str, list[str]] | None:
     return fields["question"], fields["answer"].rstrip("."), wrong
 
 
-def _contains(haystack: list[str], needle: list[str]) -> bool:
-    return bool(needle) and any(haystack[i:i + len(needle)] == needle for i in range(len(haystack) - len(needle) + 1))
-
-
 def check_pair(question: str, answer: str, source: str) -> str | None:
     """Why a (question, answer) about ``source`` is dropped, or None."""
-    if not _contains(tokens(source), tokens(answer)):
+    if not contains_run(tokens(source), tokens(answer)):
         return "answer"
-    if _contains(tokens(question), tokens(answer)):
+    if contains_run(tokens(question), tokens(answer)):
         return "leak"
     return None
 

@@ -18,7 +18,7 @@ from typing import Any
 from kinject.artifacts import directory_fingerprint
 from kinject.data.schema import Corpus, Document, Probe
 from kinject.errors import UserError
-from kinject.evaluation.metrics import tokens
+from kinject.evaluation.metrics import contains_run, tokens
 from kinject.evaluation.runner import Context
 from kinject.retrieval.chunking import Chunk, check_chunking, chunk_documents
 from kinject.retrieval.embedder import DEFAULT_EMBEDDER, Embedder, resolve_embedder_path
@@ -172,8 +172,8 @@ class RetrievalContext:
 
 def states_answer(passage: str, answers: Sequence[str]) -> bool:
     """Whether ``passage`` contains one of ``answers`` as a run of normalised tokens."""
-    text = " " + " ".join(tokens(passage)) + " "
-    return any(f" {' '.join(gold)} " in text for a in answers if (gold := tokens(a, drop_articles=True)))
+    text = tokens(passage)
+    return any(contains_run(text, tokens(a, drop_articles=True)) for a in answers)
 
 
 def format_passages(hits: Sequence[Hit]) -> str:
