@@ -278,8 +278,8 @@ def cmd_train_paraphraser(args: argparse.Namespace) -> int:
 def cmd_paraphrase(args: argparse.Namespace) -> int:
     from kinject.data.jsonl import write_jsonl
     from kinject.data.loaders import load_documents
+    from kinject.generation.cache import generation_cache
     from kinject.generation.paraphrase import generate_paraphrases, group_answers
-    from kinject.models import cache_dir
 
     cfg = _load_cfg(args)
     out = _fresh(args.out, "file")
@@ -288,8 +288,8 @@ def cmd_paraphrase(args: argparse.Namespace) -> int:
     if cfg.para.k < 1:
         raise UserError(f"--k must be >= 1, got {cfg.para.k}")
     name, documents, facts = load_documents(args.corpus, cfg.data, args.seed)
-    cache = cache_dir() / "generations" if cfg.generate.cache else None
-    para = generate_paraphrases(documents, group_answers(facts), cfg.para, cfg.generate, cache)
+    para = generate_paraphrases(documents, group_answers(facts), cfg.para, cfg.generate,
+                                generation_cache(cfg.generate.cache))
     write_jsonl(out, [{"id": d.id, "text": d.text, "paraphrases": para.by_doc[d.id]} for d in documents])
     i, c = para.info, para.info["cost"]
     print(f"{name}: {i['documents']} documents, {i['candidates']} candidates from {cfg.generate.model} "
@@ -304,18 +304,15 @@ def cmd_paraphrase(args: argparse.Namespace) -> int:
 
 def cmd_self_sample(args: argparse.Namespace) -> int:
     from kinject.data.jsonl import write_jsonl
-    from kinject.generation.cache import GenerationCost
+    from kinject.generation.cache import GenerationCost, generation_cache
     from kinject.generation.self_sample import check_delia_config, load_queries, self_sample
-    from kinject.models import cache_dir
 
     cfg = _load_cfg(args)
     out = _fresh(args.out, "file")
     check_delia_config(cfg.delia)
-    if args.queries != "builtin" and not Path(args.queries).is_file():
-        raise UserError(f"{args.queries}: no such file (give 'builtin' or a JSONL of {{query}})")
     queries = load_queries(args.queries)
     cost = GenerationCost()
-    chats = self_sample(cfg.model, queries, cfg.delia, cache_dir() / "generations" if cfg.delia.cache else None, cost)
+    chats = self_sample(cfg.model, queries, cfg.delia, generation_cache(cfg.delia.cache), cost)
     write_jsonl(out, [{"messages": c} for c in chats])
     print(f"{len(chats)} self-samples from {cfg.model} (temperature {cfg.delia.temperature}, top-p {cfg.delia.top_p}, "
           f"delia.seed {cfg.delia.seed}); use with delia.samples={out}")
@@ -328,14 +325,13 @@ def cmd_questions(args: argparse.Namespace) -> int:
 
     from kinject.data.jsonl import write_jsonl
     from kinject.data.loaders import load_documents
+    from kinject.generation.cache import generation_cache
     from kinject.generation.questions import generate_questions
-    from kinject.models import cache_dir
 
     cfg = _load_cfg(args)
     out = _fresh(args.out, "file")
     name, documents, _ = load_documents(args.corpus, cfg.data, args.seed)
-    cache = cache_dir() / "generations" if cfg.generate.cache else None
-    probes, info = generate_questions(documents, cfg.questions, cfg.generate, cache)
+    probes, info = generate_questions(documents, cfg.questions, cfg.generate, generation_cache(cfg.generate.cache))
     write_jsonl(out, [{k: v for k, v in dataclasses.asdict(p).items() if v not in ("", [], -1)} for p in probes])
     c = info["cost"]
     print(f"{name}: {info['documents']} documents, {info['replies']} replies from {info['generator']} "

@@ -33,6 +33,13 @@ class GenerationCost:
         return asdict(self)
 
 
+def generation_cache(enabled: bool) -> Path | None:
+    """Where generated replies are cached (``$KINJECT_CACHE/generations``), or None when disabled."""
+    from kinject.models import cache_dir
+
+    return cache_dir() / "generations" if enabled else None
+
+
 def request_key(fingerprint: str, messages: Messages, n: int) -> str:
     blob = json.dumps({"generator": fingerprint, "messages": messages, "n": n}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()

@@ -185,12 +185,17 @@ def load_paraphrase_file(path: str, documents: list[Document]) -> Paraphrases:
     return Paraphrases(by_doc, {"source": path, "documents_with_kept": sum(1 for v in by_doc.values() if v)})
 
 
+def check_paraphrase_source(corpus: Corpus, cfg: ParaConfig, gen: GenerationConfig) -> None:
+    """The ``para`` settings are valid, and gold paraphrases exist when ``para.source=gold``."""
+    check_para_config(cfg, gen)
+    if cfg.source == "gold" and cfg.k and not corpus.paraphrases:
+        raise UserError(f"corpus {corpus.name!r} has no paraphrases (the built-in benchmark ships gold ones; "
+                        "set para.source=generate or give a paraphrases JSONL from 'kinject paraphrase')")
+
+
 def corpus_paraphrases(corpus: Corpus, cfg: ParaConfig, gen: GenerationConfig, cache: Path | None) -> Paraphrases:
-    """The paraphrases ``ft-para`` trains on, per ``para.source``."""
+    """The paraphrases ``ft-para`` trains on, per ``para.source`` (checked by :func:`check_paraphrase_source`)."""
     if cfg.source == "gold":
-        if cfg.k and not corpus.paraphrases:
-            raise UserError(f"corpus {corpus.name!r} has no gold paraphrases: set para.source=generate "
-                            "(or a paraphrases JSONL from 'kinject paraphrase')")
         return Paraphrases(corpus.paraphrases, {"source": "gold"})
     if cfg.source == "generate":
         return generate_paraphrases(corpus.documents, group_answers(corpus.facts), cfg, gen, cache)

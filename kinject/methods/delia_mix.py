@@ -9,10 +9,10 @@ import dataclasses
 
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
+from kinject.generation.cache import generation_cache
 from kinject.generation.self_sample import check_delia_config, select_self_samples
 from kinject.methods import finetune  # noqa: F401  (registers ft, which delia composes)
 from kinject.methods.registry import InjectRequest, register_composite, register_training_mix
-from kinject.models import cache_dir
 
 
 def check_delia(corpus: Corpus, cfg: RunConfig) -> None:
@@ -22,8 +22,8 @@ def check_delia(corpus: Corpus, cfg: RunConfig) -> None:
 @register_training_mix("delia", "with int(documents x delia.ratio) of the model's own answers to diverse "
                        "queries mixed into the training (DELIA)", check=check_delia)
 def with_self_samples(req: InjectRequest) -> InjectRequest:
-    cache = cache_dir() / "generations" if req.cfg.delia.cache else None
-    samples = select_self_samples(req.cfg.model, req.loaded, len(req.corpus.documents), req.cfg.delia, cache)
+    samples = select_self_samples(req.cfg.model, req.loaded, len(req.corpus.documents), req.cfg.delia,
+                                  generation_cache(req.cfg.delia.cache))
     return dataclasses.replace(req, self_samples=samples)
 
 

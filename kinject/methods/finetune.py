@@ -14,10 +14,9 @@ from typing import Any
 
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
-from kinject.errors import UserError
-from kinject.generation.paraphrase import check_para_config, corpus_paraphrases
+from kinject.generation.cache import generation_cache
+from kinject.generation.paraphrase import check_paraphrase_source, corpus_paraphrases
 from kinject.methods.registry import Injected, InjectRequest, register_method
-from kinject.models import cache_dir
 from kinject.training.perturb import Perturbation
 from kinject.training.trainer import train_causal_lm
 
@@ -27,17 +26,12 @@ def document_texts(corpus: Corpus) -> list[str]:
 
 
 def check_paraphrases(corpus: Corpus, cfg: RunConfig) -> None:
-    """The ``para`` settings are valid, and gold paraphrases exist when ``para.source=gold``."""
-    check_para_config(cfg.para, cfg.generate)
-    if cfg.para.source == "gold" and cfg.para.k and not corpus.paraphrases:
-        raise UserError(f"method 'ft-para': corpus {corpus.name!r} has no paraphrases (the built-in benchmark "
-                        "ships gold ones; set para.source=generate or give a paraphrases JSONL)")
+    check_paraphrase_source(corpus, cfg.para, cfg.generate)
 
 
 def paraphrase_texts(req: InjectRequest) -> tuple[list[str], dict[str, Any]]:
     """The first ``para.k`` paraphrases of every document (``para.source``), and where they came from."""
-    cache = cache_dir() / "generations" if req.cfg.generate.cache else None
-    para = corpus_paraphrases(req.corpus, req.cfg.para, req.cfg.generate, cache)
+    para = corpus_paraphrases(req.corpus, req.cfg.para, req.cfg.generate, generation_cache(req.cfg.generate.cache))
     texts = [p for d in req.corpus.documents for p in para.by_doc.get(d.id, [])[:req.cfg.para.k]]
     return texts, para.info
 
