@@ -81,9 +81,8 @@ DIFF_COLUMNS: tuple[tuple[str, str, str], ...] = (
 def comparison_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     """Each ``X+mod`` against ``X``: mean per-seed difference ± its standard error."""
     comps = results.get("comparisons", {})
-    cols = [c for c in DIFF_COLUMNS if any(c[1] in e["mean"] for e in comps.values())]
-    rows = [[f"{name} vs {e['against']}", *[_cell(e, key, fmt) for _, key, fmt in cols]] for name, e in comps.items()]
-    return ["paired by seed", *[c[0] for c in cols]], rows
+    titles, rows = metric_rows([([f"{name} vs {e['against']}"], e) for name, e in comps.items()], DIFF_COLUMNS)
+    return ["paired by seed", *titles], rows
 
 
 def report_markdown(results: dict[str, Any]) -> str:
