@@ -12,7 +12,7 @@ from kinject.cli import main
 from kinject.data.schema import Document
 from kinject.errors import UserError
 from kinject.generation.cache import GenerationCost, cached_sample
-from kinject.generation.generators import EndpointGenerator, GenerationConfig, LocalGenerator
+from kinject.generation.generators import EndpointGenerator, GenerationConfig, LocalGenerator, Sampled
 from kinject.generation.paraphrase import ParaConfig, clean, generate_paraphrases, rejection
 from tests.conftest import FIXTURES
 
@@ -134,6 +134,33 @@ def test_generated_paraphrases_are_filtered_counted_and_cached(server, tmp_path)
     other = GenerationConfig(**{**_endpoint(server).__dict__, "temperature": 0.5})
     generate_paraphrases(docs, answers, cfg, other, tmp_path / "cache")
     assert len(_ChatServer.calls) == 4  # other sampling settings: other keys
+
+
+class _DiesAfterOneBatch:
+    """A generator that answers one ``sample`` call (``cfg.batch_size`` requests), then fails."""
+
+    def __init__(self):
+        self.cfg, self.fingerprint, self.calls = GenerationConfig(batch_size=2), "dies-after-one", 0
+
+    def sample(self, requests, n):
+        self.calls += 1
+        if self.calls > 1:
+            raise RuntimeError("interrupted")
+        return [Sampled([f"reply to {m[0]['content']}"] * n, 3, 2 * n) for m in requests]
+
+
+def test_an_interrupted_generation_keeps_its_finished_batches(tmp_path):
+    requests = [[{"role": "user", "content": c}] for c in ("a", "b", "c", "d", "e")]
+    with pytest.raises(RuntimeError, match="interrupted"):
+        cached_sample(_DiesAfterOneBatch(), requests, 1, tmp_path, GenerationCost())
+    assert len(list(tmp_path.rglob("*.json"))) == 2  # the first batch of two, stored before the failure
+    gen, cost = _DiesAfterOneBatch(), GenerationCost()
+    with pytest.raises(RuntimeError):  # a rerun asks only for what is missing, again in batches of two
+        cached_sample(gen, requests, 1, tmp_path, cost)
+    assert len(list(tmp_path.rglob("*.json"))) == 4
+    gen.calls = 0
+    out = cached_sample(gen, requests, 1, tmp_path, cost := GenerationCost())
+    assert [s.replies for s in out] == [[f"reply to {c}"] for c in "abcde"] and cost.cached == 4
 
 
 def test_local_generator_samples_seeded_and_needs_a_chat_template(tiny_model_dir, tiny_chat_model_dir):

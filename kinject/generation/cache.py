@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from tqdm.auto import tqdm
+
 from kinject.data.jsonl import atomic_write_text
 from kinject.generation.generators import Generator, Messages, Sampled
 
@@ -47,7 +49,8 @@ def request_key(fingerprint: str, messages: Messages, n: int) -> str:
 
 def cached_sample(generator: Generator, requests: list[Messages], n: int, cache: Path | None,
                   cost: GenerationCost) -> list[Sampled]:
-    """``n`` replies per request: from ``cache`` where stored, else generated (then stored)."""
+    """``n`` replies per request: from ``cache`` where stored, else generated ``generator.cfg.batch_size``
+    requests at a time, each batch stored as soon as it is done."""
     keys = [request_key(generator.fingerprint, m, n) for m in requests]
     found: dict[int, dict[str, Any]] = {}
     if cache is not None:
@@ -56,13 +59,16 @@ def cached_sample(generator: Generator, requests: list[Messages], n: int, cache:
             if f.is_file():
                 found[i] = json.loads(f.read_text())
     missing = [i for i in range(len(requests)) if i not in found]
-    if missing:
+    step = generator.cfg.batch_size
+    slices = range(0, len(missing), step)
+    for lo in tqdm(slices, desc="generating", disable=not generator.cfg.progress or len(slices) < 2, leave=False):
+        batch = missing[lo:lo + step]
         start = time.perf_counter()
-        sampled = generator.sample([requests[i] for i in missing], n)
-        share = (time.perf_counter() - start) / len(missing)
-        for i, s in zip(missing, sampled):
+        sampled = generator.sample([requests[i] for i in batch], n)
+        share = (time.perf_counter() - start) / len(batch)
+        for i, s in zip(batch, sampled):
             found[i] = {**asdict(s), "seconds": share}
-            if cache is not None:
+            if cache is not None:  # stored batch by batch: an interrupted run keeps what it generated
                 atomic_write_text(cache / keys[i][:2] / f"{keys[i]}.json", json.dumps(found[i], ensure_ascii=False))
     cost.requests += len(requests)
     cost.cached += len(requests) - len(missing)

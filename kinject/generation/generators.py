@@ -31,9 +31,9 @@ class GenerationConfig:
     ``endpoint`` (an OpenAI-compatible ``base_url`` such as ``http://127.0.0.1:8000/v1``, serving
     ``model``; the key, if any, from the environment variable ``api_key_env``).
     temperature/top_p: sampling; max_new_tokens: per reply; batch_size: requests per forward pass
-    (local); seed: the sampling seed (the same requests and settings give the same replies);
-    timeout: seconds per HTTP request; cache: reuse replies stored under ``$KINJECT_CACHE/generations``;
-    progress: a progress bar on stderr (local).
+    (local) and per cache write; seed: the sampling seed (the same requests and settings give the
+    same replies); timeout: seconds per HTTP request; cache: reuse replies stored under ``$KINJECT_CACHE/generations``;
+    progress: a progress bar over batches on stderr.
     """
 
     backend: str = "local"
@@ -73,6 +73,7 @@ class Sampled:
 class Generator(Protocol):
     """What a generator offers: a fingerprint of itself and its settings, and sampling."""
 
+    cfg: GenerationConfig
     fingerprint: str
 
     def sample(self, requests: list[Messages], n: int) -> list[Sampled]:
@@ -115,7 +116,6 @@ class LocalGenerator:
 
     def sample(self, requests: list[Messages], n: int) -> list[Sampled]:
         import torch
-        from tqdm.auto import tqdm
 
         from kinject.models import load_model
 
@@ -126,8 +126,7 @@ class LocalGenerator:
                             "(give an instruct model)")
         model, tok = self.loaded.model, self.loaded.tokenizer
         out: list[Sampled] = []
-        starts = range(0, len(requests), self.cfg.batch_size)
-        for start in tqdm(starts, desc="generating", disable=not self.cfg.progress or len(starts) < 2, leave=False):
+        for start in range(0, len(requests), self.cfg.batch_size):
             batch = requests[start:start + self.cfg.batch_size]
             prompts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
