@@ -163,6 +163,15 @@ def test_an_interrupted_generation_keeps_its_finished_batches(tmp_path):
     assert [s.replies for s in out] == [[f"reply to {c}"] for c in "abcde"] and cost.cached == 4
 
 
+def test_identical_requests_are_generated_once_and_share_their_replies(server):
+    twice = [[{"role": "user", "content": "Text: same"}], [{"role": "user", "content": "Text: other"}],
+             [{"role": "user", "content": "Text: same"}]]
+    cost = GenerationCost()
+    out = cached_sample(EndpointGenerator(_endpoint(server)), twice, 2, None, cost)
+    assert len(_ChatServer.calls) == 2 and out[0].replies == out[2].replies
+    assert cost.requests == 3 and cost.cached == 1 and cost.completion_tokens == 2 * 30  # paid once per text
+
+
 def test_local_generator_samples_seeded_and_needs_a_chat_template(tiny_model_dir, tiny_chat_model_dir):
     plain = GenerationConfig(model=str(tiny_model_dir), max_new_tokens=4, batch_size=2)
     with pytest.raises(UserError, match="no chat template"):

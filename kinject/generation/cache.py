@@ -50,33 +50,35 @@ def request_key(fingerprint: str, messages: Messages, n: int) -> str:
 def cached_sample(generator: Generator, requests: list[Messages], n: int, cache: Path | None,
                   cost: GenerationCost) -> list[Sampled]:
     """``n`` replies per request: from ``cache`` where stored, else generated ``generator.cfg.batch_size``
-    requests at a time, each batch stored as soon as it is done."""
+    requests at a time, each batch stored as soon as it is done. Identical requests (two documents
+    with the same text) are generated once and share their replies, as they would from the cache;
+    ``cost`` counts each distinct request's tokens and seconds once."""
     keys = [request_key(generator.fingerprint, m, n) for m in requests]
-    found: dict[int, dict[str, Any]] = {}
+    first: dict[str, int] = {}  # each distinct key's first request, in order
+    for i, k in enumerate(keys):
+        first.setdefault(k, i)
+    found: dict[str, dict[str, Any]] = {}
     if cache is not None:
-        for i, k in enumerate(keys):
+        for k in first:
             f = cache / k[:2] / f"{k}.json"
             if f.is_file():
-                found[i] = json.loads(f.read_text())
-    missing = [i for i in range(len(requests)) if i not in found]
+                found[k] = json.loads(f.read_text())
+    missing = [k for k in first if k not in found]
     step = generator.cfg.batch_size
     slices = range(0, len(missing), step)
     for lo in tqdm(slices, desc="generating", disable=not generator.cfg.progress or len(slices) < 2, leave=False):
         batch = missing[lo:lo + step]
         start = time.perf_counter()
-        sampled = generator.sample([requests[i] for i in batch], n)
+        sampled = generator.sample([requests[first[k]] for k in batch], n)
         share = (time.perf_counter() - start) / len(batch)
-        for i, s in zip(batch, sampled):
-            found[i] = {**asdict(s), "seconds": share}
+        for k, s in zip(batch, sampled):
+            found[k] = {**asdict(s), "seconds": share}
             if cache is not None:  # stored batch by batch: an interrupted run keeps what it generated
-                atomic_write_text(cache / keys[i][:2] / f"{keys[i]}.json", json.dumps(found[i], ensure_ascii=False))
+                atomic_write_text(cache / k[:2] / f"{k}.json", json.dumps(found[k], ensure_ascii=False))
     cost.requests += len(requests)
     cost.cached += len(requests) - len(missing)
-    out = []
-    for i in range(len(requests)):
-        rec = found[i]
-        cost.prompt_tokens += rec["prompt_tokens"]
-        cost.completion_tokens += rec["completion_tokens"]
-        cost.seconds += rec["seconds"]
-        out.append(Sampled(rec["replies"], rec["prompt_tokens"], rec["completion_tokens"]))
-    return out
+    for k in first:
+        cost.prompt_tokens += found[k]["prompt_tokens"]
+        cost.completion_tokens += found[k]["completion_tokens"]
+        cost.seconds += found[k]["seconds"]
+    return [Sampled(found[k]["replies"], found[k]["prompt_tokens"], found[k]["completion_tokens"]) for k in keys]
