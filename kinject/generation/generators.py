@@ -32,8 +32,8 @@ class GenerationConfig:
     ``model``; the key, if any, from the environment variable ``api_key_env``).
     temperature/top_p: sampling; max_new_tokens: per reply; batch_size: requests per forward pass
     (local) and per cache write; seed: the sampling seed (the same requests and settings give the
-    same replies); timeout: seconds per HTTP request; cache: reuse replies stored under ``$KINJECT_CACHE/generations``;
-    progress: a progress bar over batches on stderr.
+    same replies); timeout: seconds per HTTP request; cache: reuse replies stored under
+    ``$KINJECT_CACHE/generations``; progress: a progress bar over batches on stderr.
     """
 
     backend: str = "local"
