@@ -60,6 +60,18 @@ def test_builtin_demonstrations_touch_no_probe(seed):
     assert info["documents"] == info["demonstrations"]  # each pair's own train sentence comes along
 
 
+@pytest.mark.parametrize("mode", ["mixed", "before", "after"])
+def test_each_mode_trains_every_demonstration_text_once_in_its_phase(mode):
+    demos = select_demonstrations(build_world(BuiltinConfig(), 0), QAConfig(mode=mode), 0)
+    before, mixed, after = demos.phases()
+    assert sorted(before + mixed + after) == sorted(demos.pairs + demos.documents)
+    assert demos.pairs and demos.documents
+    if mode == "after":  # the facts first (with the method's texts), then the questions about them
+        assert mixed == demos.documents and after == demos.pairs and not before
+    else:
+        assert (before if mode == "before" else mixed) == demos.texts
+
+
 def test_source_paraphrases_come_along_and_touch_no_probe():
     corpus = build_world(BuiltinConfig(), 0)
     demos = select_demonstrations(corpus, QAConfig(ratio=None, paraphrases=3), 0)
@@ -115,7 +127,7 @@ def test_every_kind_of_overlap_is_dropped_and_counted(tmp_path):
 def test_bad_demonstration_settings_are_one_line_errors(tmp_path):
     corpus = build_world(BuiltinConfig(test_people=2, test_orgs=1, train_people=2, train_orgs=1), 0)
     with pytest.raises(UserError, match=r"qa\.mode"):
-        select_demonstrations(corpus, QAConfig(mode="after"), 0)
+        select_demonstrations(corpus, QAConfig(mode="later"), 0)
     with pytest.raises(UserError, match="no such file"):
         select_demonstrations(corpus, QAConfig(source=str(tmp_path / "missing.jsonl")), 0)
     bad = tmp_path / "bad.jsonl"
@@ -133,7 +145,7 @@ def _run(tiny_model_dir, tmp_path, *extra):
     return bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
 
 
-@pytest.mark.parametrize("mode", ["mixed", "before"])
+@pytest.mark.parametrize("mode", ["mixed", "before", "after"])
 def test_plus_qa_trains_the_demonstrations_with_or_before_the_documents(tiny_model_dir, tmp_path, mode):
     results = _run(tiny_model_dir, tmp_path, "methods=[ft,ft+qa]", f"qa.mode={mode}", "qa.epochs=1")
     ft, ftqa = (results["methods"][m]["per_seed"]["0"] for m in ("ft", "ft+qa"))

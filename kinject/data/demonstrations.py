@@ -1,7 +1,7 @@
 """QA demonstrations about facts disjoint from the probes: the data of the ``+qa`` training mix.
 
 A model fine-tuned on documents often memorises them without learning to answer questions about
-them; question-answer pairs about *other* facts, trained with (or before) the documents, teach
+them; question-answer pairs about *other* facts, trained with, before or after the documents, teach
 that skill. ``qa.source`` says where the pairs come from:
 
 - ``train``: the corpus's own disjoint split. Built-in benchmark: the train entities' facts, asked
@@ -29,16 +29,19 @@ from kinject.errors import UserError
 from kinject.evaluation.metrics import tokens
 from kinject.evaluation.runner import qa_suffix
 
-MODES = ("mixed", "before")
+MODES = ("mixed", "before", "after")
 
 
 @dataclass
 class QAConfig:
     """The ``+qa`` training mix.
 
-    mode: ``mixed`` (demonstrations shuffled in with the method's own training texts, same passes)
-    or ``before`` (a first phase of ``epochs`` passes over the demonstrations alone, plain
-    fine-tuning, then the method as usual: pre-instruction-tuning). ``ratio``: demonstrations per
+    mode: ``mixed`` (demonstrations shuffled in with the method's own training texts, same passes),
+    ``before`` (a first phase of ``epochs`` passes over the demonstrations alone, plain
+    fine-tuning, then the method as usual: pre-instruction-tuning) or ``after`` (the
+    demonstrations' source documents mixed into the method's texts, so that their facts are known
+    first, then ``epochs`` passes over the QA pairs alone: instruction-tuning after continued
+    pre-training, which Jiang et al. 2024 compare with ``before``). ``ratio``: demonstrations per
     injected fact (documents when the corpus lists no facts); None = every usable one.
     ``documents``: also train on the sentences/passages the demonstrations come from, with up to
     ``paraphrases`` paraphrases of each where the corpus's train split has them (the built-in
@@ -56,12 +59,27 @@ class QAConfig:
 
 @dataclass
 class Demonstrations:
-    """The texts one ``+qa`` run trains on, and what was kept and dropped (``info``)."""
+    """The texts one ``+qa`` run trains on (``pairs``: the formatted QA pairs; ``documents``: their
+    sources), how (``mode``, ``epochs``: passes in a phase of their own), and what was kept and
+    dropped (``info``)."""
 
-    texts: list[str]
+    pairs: list[str]
+    documents: list[str]
     mode: str
     epochs: float
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def texts(self) -> list[str]:
+        return self.pairs + self.documents
+
+    def phases(self) -> tuple[list[str], list[str], list[str]]:
+        """(trained alone before the method's texts, mixed into them, trained alone after them)."""
+        if self.mode == "before":
+            return self.texts, [], []
+        if self.mode == "after":
+            return [], self.documents, self.pairs
+        return [], self.texts, []
 
 
 def demonstration_text(pair: Probe) -> str:
@@ -163,7 +181,7 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
         documents = list(dict.fromkeys(documents))
     info = {"source": cfg.source, "mode": cfg.mode, "pairs": len(pairs), "dropped": dropped, "usable": len(kept),
             "demonstrations": n, "documents": len(documents), **_wording(corpus, cfg.source)}
-    return Demonstrations(texts + documents, cfg.mode, cfg.epochs, info)
+    return Demonstrations(texts, documents, cfg.mode, cfg.epochs, info)
 
 
 def _wording(corpus: Corpus, source: str) -> dict[str, str]:

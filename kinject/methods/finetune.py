@@ -3,7 +3,7 @@
 Both use the shared ``train`` config (full, LoRA, or a layer/module subset); ``ft-para`` adds
 ``para.k`` paraphrases per document and makes ``para.epochs`` passes over the larger set.
 :func:`finetune`, which every training method calls, also adds the request's QA demonstrations
-(``+qa``): mixed into the texts, or trained alone in a first phase; and the self-samples
+(``+qa``): mixed into the texts, or trained alone in a phase before or after them; and the self-samples
 (``+delia``), mixed in.
 """
 
@@ -36,33 +36,43 @@ def paraphrase_texts(req: InjectRequest) -> tuple[list[str], dict[str, Any]]:
     return texts, para.info
 
 
+def _merged(model: Any) -> Any:
+    """``model`` with a LoRA adapter folded in, so that a further phase trains a fresh one."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
 def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, copies: int = 1,
              perturbation: Perturbation | None = None, **info) -> Injected:
     """Train the request's model on ``texts`` with the run's ``train`` config (``epochs`` overrides);
     ``copies``/``perturbation`` as in :func:`~kinject.training.trainer.train_causal_lm`.
 
-    With ``req.demonstrations`` (``+qa``): mode ``mixed`` adds them to ``texts`` (same passes,
-    same copies); mode ``before`` first trains on them alone (plain, ``qa.epochs`` passes, a LoRA
-    adapter merged afterwards), then on ``texts``. Costs add up over both phases.
-    ``req.self_samples`` (``+delia``) are added to ``texts`` (same passes, same copies).
+    With ``req.demonstrations`` (``+qa``), by ``qa.mode`` (see
+    :meth:`~kinject.data.demonstrations.Demonstrations.phases`): ``mixed`` adds them to ``texts``
+    (same passes, same copies); ``before`` first trains on them alone (plain, ``qa.epochs``
+    passes); ``after`` adds their source documents to ``texts`` and then trains on the QA pairs
+    alone (plain, ``qa.epochs`` passes). A LoRA adapter is merged between phases. Costs add up
+    over the phases. ``req.self_samples`` (``+delia``) are added to ``texts`` (same passes, same
+    copies).
     """
     cfg = req.cfg.train if epochs is None else dataclasses.replace(req.cfg.train, epochs=epochs)
     demos = req.demonstrations
+    before, mixed, after = ([], [], []) if demos is None else demos.phases()
+    demo_cfg = None if demos is None else dataclasses.replace(req.cfg.train, epochs=demos.epochs)
     model, results = req.loaded.model, []
-    if demos is not None and demos.mode == "before":
-        model, first = train_causal_lm(model, req.loaded.tokenizer, demos.texts,
-                                       dataclasses.replace(req.cfg.train, epochs=demos.epochs), req.seed)
-        if hasattr(model, "merge_and_unload"):  # a LoRA adapter: fold it in before the second phase
-            model = model.merge_and_unload()
+    if before:
+        model, first = train_causal_lm(model, req.loaded.tokenizer, before, demo_cfg, req.seed)
+        model = _merged(model)
         results.append(first)
     own = len(texts)
-    if demos is not None and demos.mode == "mixed":
-        texts = texts + demos.texts
+    texts = texts + mixed
     if req.self_samples is not None:
         texts = texts + req.self_samples.texts
         info["self_samples"] = req.self_samples.info
     model, res = train_causal_lm(model, req.loaded.tokenizer, texts, cfg, req.seed, copies, perturbation)
     results.append(res)
+    if after:
+        model, last = train_causal_lm(_merged(model), req.loaded.tokenizer, after, demo_cfg, req.seed)
+        results.append(last)
     if demos is not None:
         info["demonstrations"] = demos.info
     return Injected(model, req.loaded.tokenizer, train_tokens=sum(r.tokens for r in results),

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 @dataclass
 class InjectRequest:
     """The inputs of one injection: ``workdir`` is where the method may write artefacts;
-    ``demonstrations``, set by ``+qa``, are trained with (or before) the method's own texts;
+    ``demonstrations``, set by ``+qa``, are trained with, before or after the method's own texts;
     ``self_samples``, set by ``+delia``, are mixed in with them."""
 
     loaded: LoadedModel
