@@ -146,7 +146,7 @@ def _run(tiny_model_dir, tmp_path, *extra):
 
 
 @pytest.mark.parametrize("mode", ["mixed", "before", "after"])
-def test_plus_qa_trains_the_demonstrations_with_or_before_the_documents(tiny_model_dir, tmp_path, mode):
+def test_plus_qa_trains_the_demonstrations_with_before_or_after_the_documents(tiny_model_dir, tmp_path, mode):
     results = _run(tiny_model_dir, tmp_path, "methods=[ft,ft+qa]", f"qa.mode={mode}", "qa.epochs=1")
     ft, ftqa = (results["methods"][m]["per_seed"]["0"] for m in ("ft", "ft+qa"))
     demos = ftqa["info"]["demonstrations"]

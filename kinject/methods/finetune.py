@@ -3,8 +3,8 @@
 Both use the shared ``train`` config (full, LoRA, or a layer/module subset); ``ft-para`` adds
 ``para.k`` paraphrases per document and makes ``para.epochs`` passes over the larger set.
 :func:`finetune`, which every training method calls, also adds the request's QA demonstrations
-(``+qa``): mixed into the texts, or trained alone in a phase before or after them; and the self-samples
-(``+delia``), mixed in.
+(``+qa``): mixed into the texts, or trained alone in a phase before or after them; and the
+self-samples (``+delia``), mixed in.
 """
 
 from __future__ import annotations
