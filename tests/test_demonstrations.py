@@ -14,6 +14,7 @@ from kinject.data.loaders import load_lapael_squad
 from kinject.errors import UserError
 from kinject.evaluation.metrics import tokens
 from kinject.methods import get_method
+from kinject.training.trainer import Completion
 from tests.conftest import FIXTURES
 from tests.test_bench import TINY_WORLD
 
@@ -70,6 +71,17 @@ def test_each_mode_trains_every_demonstration_text_once_in_its_phase(mode):
         assert mixed == demos.documents and after == demos.pairs and not before
     else:
         assert (before if mode == "before" else mixed) == demos.texts
+
+
+def test_answer_loss_keeps_each_question_as_a_prompt_only():
+    corpus = build_world(BuiltinConfig(), 0)
+    plain = select_demonstrations(corpus, QAConfig(), 0)
+    answer_only = select_demonstrations(corpus, QAConfig(loss="answer"), 0)
+    assert answer_only.info["loss"] == "answer" and answer_only.documents == plain.documents
+    assert len(answer_only.pairs) == len(plain.pairs) > 0
+    for text, pair in zip(plain.pairs, answer_only.pairs):
+        assert isinstance(pair, Completion) and pair.prompt.endswith("\nAnswer:")
+        assert pair.prompt + pair.completion == text  # the same pair, only its loss differs
 
 
 def test_source_paraphrases_come_along_and_touch_no_probe():
@@ -130,6 +142,8 @@ def test_bad_demonstration_settings_are_one_line_errors(tmp_path):
         select_demonstrations(corpus, QAConfig(mode="later"), 0)
     with pytest.raises(UserError, match="no such file"):
         select_demonstrations(corpus, QAConfig(source=str(tmp_path / "missing.jsonl")), 0)
+    with pytest.raises(UserError, match=r"qa\.loss: 'question' is not one of all, answer"):
+        select_demonstrations(corpus, QAConfig(loss="question"), 0)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "Q?", "answer": "A"}\n{"question": "no answer"}\n')
     with pytest.raises(UserError, match=r"bad.jsonl:2: missing field 'answers'"):
@@ -145,12 +159,13 @@ def _run(tiny_model_dir, tmp_path, *extra):
     return bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
 
 
-@pytest.mark.parametrize("mode", ["mixed", "before", "after"])
-def test_plus_qa_trains_the_demonstrations_with_before_or_after_the_documents(tiny_model_dir, tmp_path, mode):
-    results = _run(tiny_model_dir, tmp_path, "methods=[ft,ft+qa]", f"qa.mode={mode}", "qa.epochs=1")
+@pytest.mark.parametrize("mode,loss", [("mixed", "all"), ("before", "all"), ("after", "all"), ("mixed", "answer")])
+def test_plus_qa_trains_the_demonstrations_with_before_or_after_the_documents(tiny_model_dir, tmp_path, mode, loss):
+    results = _run(tiny_model_dir, tmp_path, "methods=[ft,ft+qa]", f"qa.mode={mode}", f"qa.loss={loss}", "qa.epochs=1")
     ft, ftqa = (results["methods"][m]["per_seed"]["0"] for m in ("ft", "ft+qa"))
     demos = ftqa["info"]["demonstrations"]
-    assert demos["mode"] == mode and demos["demonstrations"] > 0 and "demonstrations" not in ft["info"]
+    assert demos["mode"] == mode and demos["loss"] == loss and demos["demonstrations"] > 0
+    assert "demonstrations" not in ft["info"]
     assert ftqa["info"]["texts"] == ft["info"]["texts"]  # the method's own texts are unchanged
     assert ftqa["cost"]["train_tokens"] > ft["cost"]["train_tokens"]
     assert ftqa["cost"]["train_steps"] > ft["cost"]["train_steps"]

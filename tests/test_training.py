@@ -1,6 +1,6 @@
 import torch
 
-from kinject.training.trainer import TrainConfig, prepare_trainable, tokenize_texts, train_causal_lm
+from kinject.training.trainer import Completion, TrainConfig, prepare_trainable, train_causal_lm, training_rows
 
 TEXT = "Yaithai Systems was founded in 1860. Yaithai Systems makes electric bicycles."
 
@@ -15,7 +15,7 @@ def _cfg(**kw):
 
 def test_full_finetuning_lowers_the_loss(tiny):
     model, tok = tiny.model, tiny.tokenizer
-    ids = torch.tensor([tokenize_texts(tok, [TEXT], 256)[0]])
+    ids = torch.tensor([training_rows(tok, [TEXT], 256)[0]["input_ids"]])
     before = model(input_ids=ids, labels=ids).loss.item()
     model, res = train_causal_lm(model, tok, [TEXT] * 4, _cfg(epochs=5.0), seed=0)
     after = model(input_ids=ids, labels=ids).loss.item()
@@ -44,9 +44,38 @@ def test_lora_mode_leaves_base_weights_untouched(tiny):
 
 
 def test_long_texts_are_cut_into_chunks(tiny):
-    chunks = tokenize_texts(tiny.tokenizer, [TEXT * 10], max_length=16)
-    assert len(chunks) > 1 and all(len(c) <= 16 for c in chunks)
-    assert chunks[-1][-1] == tiny.tokenizer.eos_token_id
+    rows = training_rows(tiny.tokenizer, [TEXT * 10], max_length=16)
+    assert len(rows) > 1 and all(len(r["input_ids"]) <= 16 and r["labels"] == r["input_ids"] for r in rows)
+    assert rows[-1]["input_ids"][-1] == tiny.tokenizer.eos_token_id
+
+
+def test_a_completion_is_learned_without_its_prompt(tiny_model_dir):
+    from kinject.models import load_model
+
+    pair = Completion("Question: What does Yaithai Systems make?\nAnswer:", " electric bicycles")
+    lm = load_model(str(tiny_model_dir))
+    tok = lm.tokenizer
+    (row,) = training_rows(tok, [pair], 256)
+    n_prompt = len(tok(pair.prompt).input_ids)
+    assert row["labels"][:n_prompt] == [-100] * n_prompt
+    target = [*tok(pair.completion).input_ids, tok.eos_token_id]
+    assert row["labels"][n_prompt:] == row["input_ids"][n_prompt:] == target
+    # a prompt longer than a chunk leaves chunks with nothing to learn, which are dropped
+    assert all(any(t != -100 for t in r["labels"]) for r in training_rows(tok, [pair], 4))
+    ids = torch.tensor([row["input_ids"]])
+
+    def losses(model):  # (prompt, completion): mean next-token loss
+        logp = model(input_ids=ids).logits[0, :-1].log_softmax(-1).gather(1, ids[0, 1:, None])[:, 0]
+        return -logp[: n_prompt - 1].mean().item(), -logp[n_prompt - 1:].mean().item()
+
+    before = losses(lm.model)
+    as_completion, _ = train_causal_lm(lm.model, tok, [pair] * 4, _cfg(epochs=5.0), seed=0)
+    as_completion = losses(as_completion)
+    lm = load_model(str(tiny_model_dir))
+    as_text, _ = train_causal_lm(lm.model, tok, [pair.prompt + pair.completion] * 4, _cfg(epochs=5.0), seed=0)
+    as_text = losses(as_text)
+    assert as_completion[1] < before[1] - 1.0  # the answer is learned either way
+    assert as_text[0] < as_completion[0] - 1.0  # the prompt only when it is a target
 
 
 def test_same_seed_same_result(tiny_model_dir):

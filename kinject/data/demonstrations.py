@@ -13,7 +13,8 @@ that skill. ``qa.source`` says where the pairs come from:
 Every pair that touches a probe is dropped, with the reason counted: the same question, an answer
 equal to a probe's answer, a source document among the injected ones (by id or by text), or a
 probed subject named in it. ``qa.ratio`` pairs per injected fact are then drawn with the run seed.
-A pair is trained as ``"Question: q\\nAnswer: a"``, the evaluation prompt's own format.
+A pair is trained as ``"Question: q\\nAnswer: a"``, the evaluation prompt's own format, with the loss
+on every token or (``qa.loss=answer``, as instruction-tuning does) on the answer's alone.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ from kinject.data.schema import Corpus, Probe
 from kinject.errors import UserError
 from kinject.evaluation.metrics import tokens
 from kinject.evaluation.runner import qa_suffix
+from kinject.training.trainer import Completion, TrainText
 
 MODES = ("mixed", "before", "after")
+LOSSES = ("all", "answer")
 
 
 @dataclass
@@ -46,7 +49,8 @@ class QAConfig:
     ``documents``: also train on the sentences/passages the demonstrations come from, with up to
     ``paraphrases`` paraphrases of each where the corpus's train split has them (the built-in
     benchmark, LaPael SQuAD): knowledge seen in several phrasings is what QA training can teach
-    a model to extract (Allen-Zhu & Li, Physics of LMs 3.1).
+    a model to extract (Allen-Zhu & Li, Physics of LMs 3.1). ``loss``: ``all`` (next-token loss on
+    the whole pair) or ``answer`` (on the answer's tokens only; the question is context).
     """
 
     mode: str = "mixed"
@@ -55,6 +59,7 @@ class QAConfig:
     documents: bool = True
     paraphrases: int = 0
     epochs: float = 3.0
+    loss: str = "all"
 
 
 @dataclass
@@ -63,17 +68,17 @@ class Demonstrations:
     sources), how (``mode``, ``epochs``: passes in a phase of their own), and what was kept and
     dropped (``info``)."""
 
-    pairs: list[str]
+    pairs: list[TrainText]
     documents: list[str]
     mode: str
     epochs: float
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def texts(self) -> list[str]:
+    def texts(self) -> list[TrainText]:
         return self.pairs + self.documents
 
-    def phases(self) -> tuple[list[str], list[str], list[str]]:
+    def phases(self) -> tuple[list[TrainText], list[TrainText], list[TrainText]]:
         """(trained alone before the method's texts, mixed into them, trained alone after them)."""
         if self.mode == "before":
             return self.texts, [], []
@@ -82,9 +87,11 @@ class Demonstrations:
         return [], self.texts, []
 
 
-def demonstration_text(pair: Probe) -> str:
-    """A pair in the closed-book prompt's own format: the probe's prompt, then its first answer."""
-    return f"{qa_suffix(pair)} {pair.answers[0]}"
+def demonstration_text(pair: Probe, loss: str = "all") -> TrainText:
+    """A pair in the closed-book prompt's own format: the probe's prompt, then its first answer
+    (a :class:`Completion` when only the answer is to be learned)."""
+    text = Completion(qa_suffix(pair), f" {pair.answers[0]}")
+    return text if loss == "answer" else text.prompt + text.completion
 
 
 def check_qa_config(cfg: QAConfig) -> None:
@@ -92,6 +99,8 @@ def check_qa_config(cfg: QAConfig) -> None:
         raise UserError(f"qa.mode: {cfg.mode!r} is not one of {', '.join(MODES)}")
     if cfg.ratio is not None and cfg.ratio <= 0:
         raise UserError(f"qa.ratio must be > 0 (or null for all), got {cfg.ratio}")
+    if cfg.loss not in LOSSES:
+        raise UserError(f"qa.loss: {cfg.loss!r} is not one of {', '.join(LOSSES)}")
     if cfg.epochs <= 0:
         raise UserError(f"qa.epochs must be > 0, got {cfg.epochs}")
     if cfg.paraphrases < 0:
@@ -171,7 +180,7 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
     n_facts = len(corpus.facts) or len(corpus.documents)
     n = len(kept) if cfg.ratio is None else min(len(kept), max(1, round(cfg.ratio * n_facts)))
     chosen = random.Random(seed).sample(kept, n)
-    texts = [demonstration_text(p) for p in chosen]
+    texts = [demonstration_text(p, cfg.loss) for p in chosen]
     documents: list[str] = []
     if cfg.documents:
         for p in chosen:
@@ -179,8 +188,8 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
                 rephrased = corpus.train_paraphrases.get(p.fact_id, []) if cfg.source == "train" else []
                 documents += [sources[p.id], *rephrased[:cfg.paraphrases]]
         documents = list(dict.fromkeys(documents))
-    info = {"source": cfg.source, "mode": cfg.mode, "pairs": len(pairs), "dropped": dropped, "usable": len(kept),
-            "demonstrations": n, "documents": len(documents), **_wording(corpus, cfg.source)}
+    info = {"source": cfg.source, "mode": cfg.mode, "loss": cfg.loss, "pairs": len(pairs), "dropped": dropped,
+            "usable": len(kept), "demonstrations": n, "documents": len(documents), **_wording(corpus, cfg.source)}
     return Demonstrations(texts, documents, cfg.mode, cfg.epochs, info)
 
 

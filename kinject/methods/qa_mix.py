@@ -19,6 +19,6 @@ def check_qa(corpus: Corpus, cfg: RunConfig) -> None:
 
 
 @register_training_mix("qa", "with QA demonstrations about facts disjoint from the probes in the training "
-                       "(qa.mode mixed | before | after)", check=check_qa)
+                       "(qa.mode mixed | before | after; qa.loss all | answer)", check=check_qa)
 def with_demonstrations(req: InjectRequest) -> InjectRequest:
     return dataclasses.replace(req, demonstrations=select_demonstrations(req.corpus, req.cfg.qa, req.seed))

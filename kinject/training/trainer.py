@@ -107,14 +107,36 @@ def prepare_trainable(model, cfg: TrainConfig):
     raise UserError(f"train.mode: {cfg.mode!r} is not one of full, lora, subset")
 
 
-def tokenize_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
-    """Each text as tokens + EOS, cut into chunks of at most ``max_length`` tokens."""
-    eos = tokenizer.eos_token_id
-    chunks: list[list[int]] = []
+@dataclass(frozen=True)
+class Completion:
+    """A training text whose loss counts only the ``completion``'s tokens (and EOS), not the
+    ``prompt``'s: a QA pair trained as instruction-tuning trains it."""
+
+    prompt: str
+    completion: str
+
+
+TrainText = str | Completion
+
+
+def training_rows(tokenizer, texts: Sequence[TrainText], max_length: int) -> list[dict[str, list[int]]]:
+    """Each text as tokens + EOS, cut into chunks of at most ``max_length`` tokens: one row per
+    chunk, ``input_ids`` and ``labels`` (the same ids, -100 where the loss skips a token: a
+    :class:`Completion`'s prompt). A chunk with no token left to learn is dropped.
+    """
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    rows: list[dict[str, list[int]]] = []
     for text in texts:
-        ids = tokenizer(text, add_special_tokens=True).input_ids + ([eos] if eos is not None else [])
-        chunks.extend(ids[i: i + max_length] for i in range(0, len(ids), max_length))
-    return chunks
+        if isinstance(text, Completion):
+            prompt = tokenizer(text.prompt, add_special_tokens=True).input_ids
+            target = tokenizer(text.completion, add_special_tokens=False).input_ids + eos
+            ids, labels = prompt + target, [-100] * len(prompt) + target
+        else:
+            ids = tokenizer(text, add_special_tokens=True).input_ids + eos
+            labels = ids
+        rows.extend({"input_ids": ids[i: i + max_length], "labels": labels[i: i + max_length]}
+                    for i in range(0, len(ids), max_length) if any(t != -100 for t in labels[i: i + max_length]))
+    return rows
 
 
 def pad_right(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,7 +151,7 @@ def pad_right(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
 
 
 class _Collator:
-    """Right-pads a batch; labels are the inputs with padding masked (-100).
+    """Right-pads a batch; labels are the rows' ``labels`` (default: the inputs), padding masked (-100).
 
     With ``copies`` > 1 every row is repeated that many times in a row, and ``copy_index``
     (rows,) numbers the copies 0..copies-1 (copy 0 is the clean one).
@@ -142,7 +164,7 @@ class _Collator:
     def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
         rows = [r for r in rows for _ in range(self.copies)]
         ids, mask = pad_right([r["input_ids"] for r in rows], self.pad_id)
-        labels = ids.masked_fill(mask == 0, -100)
+        labels, _ = pad_right([r.get("labels", r["input_ids"]) for r in rows], -100)
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
         if self.copies > 1:
             batch["copy_index"] = torch.arange(len(rows)) % self.copies
@@ -167,9 +189,10 @@ def _perturbing_trainer(base: type, perturbation: Perturbation | None) -> type:
     return PerturbingTrainer
 
 
-def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, seed: int, copies: int = 1,
+def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConfig, seed: int, copies: int = 1,
                     perturbation: Perturbation | None = None):
-    """Fine-tune ``model`` in place on ``texts`` (next-token loss on every token).
+    """Fine-tune ``model`` in place on ``texts`` (next-token loss on every token but a
+    :class:`Completion`'s prompt).
 
     ``copies``: each training chunk appears that many times in its batch (``cfg.batch_size``
     chunks make ``batch_size x copies`` rows); ``perturbation`` perturbs copies 1.. while copy 0
@@ -181,12 +204,11 @@ def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, se
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
-    chunks = tokenize_texts(tokenizer, texts, cfg.max_length)
-    if not chunks:
+    dataset = training_rows(tokenizer, texts, cfg.max_length)
+    if not dataset:
         raise UserError("nothing to train on: the corpus produced no training text")
     model = prepare_trainable(model, cfg)
     model.train()
-    dataset = [{"input_ids": c} for c in chunks]
     losses: list[float] = []
 
     class _Losses(TrainerCallback):
@@ -200,7 +222,7 @@ def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, se
             num_train_epochs=cfg.epochs, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler,
             warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
             bf16=resolve_bf16(cfg.bf16), use_cpu=not torch.cuda.is_available(), seed=seed, data_seed=seed,
-            logging_steps=max(1, math.ceil(len(chunks) / (cfg.batch_size * cfg.grad_accum)) // 2),
+            logging_steps=max(1, math.ceil(len(dataset) / (cfg.batch_size * cfg.grad_accum)) // 2),
             save_strategy="no", report_to=[], disable_tqdm=not cfg.progress, remove_unused_columns=False,
             dataloader_num_workers=0,
         )
@@ -215,5 +237,5 @@ def train_causal_lm(model, tokenizer, texts: Sequence[str], cfg: TrainConfig, se
         seconds = time.perf_counter() - start
     model.eval()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    tokens = int(sum(len(c) for c in chunks) * cfg.epochs * copies)
+    tokens = int(sum(len(r["input_ids"]) for r in dataset) * cfg.epochs * copies)
     return model, TrainResult(out.global_step, tokens, seconds, trainable, losses)
