@@ -2,7 +2,8 @@
 
 The run directory::
 
-    config.yaml            the resolved config (a re-run with the same config resumes)
+    config.yaml            the resolved config (a re-run with the same config resumes; progress
+                           bars may differ)
     cells/<method>-seed<s>.json   one finished (method, seed): metrics and costs
     samples/<method>-seed<s>.jsonl  every probe's prompt, prediction and score
     models/<method>-seed<s>/       the injected model (when save_models is true), the index (rag)
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from kinject.config import RunConfig, dump_config
 from kinject.data.jsonl import atomic_write_text, write_json, write_jsonl
 from kinject.data.loaders import load_corpus
@@ -34,15 +37,23 @@ from kinject.report.aggregate import build_results, flatten_metrics
 from kinject.report.render import report_markdown
 
 
+def _identity(config: Any) -> Any:
+    """A loaded config.yaml as a run's identity: the display settings (``progress``) left out."""
+    if isinstance(config, dict):
+        return {k: _identity(v) for k, v in config.items() if k != "progress"}
+    return config
+
+
 def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
-    """Create ``out`` or check it holds this very config (resume); refuse anything else."""
+    """Create ``out`` or check it holds this very config, progress bars aside (resume); refuse
+    anything else."""
     text = dump_config(cfg)
     cfg_file = out / "config.yaml"
     if out.exists():
         if not out.is_dir():
             raise UserError(f"--out {out}: exists and is not a directory")
         if cfg_file.is_file():
-            if cfg_file.read_text() != text:
+            if _identity(yaml.safe_load(cfg_file.read_text())) != _identity(yaml.safe_load(text)):
                 raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
             return
         if any(out.iterdir()):

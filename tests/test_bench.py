@@ -55,6 +55,9 @@ def test_a_different_config_is_refused_and_nothing_is_overwritten(tiny_model_dir
     with pytest.raises(UserError, match="different config"):
         bench.run_bench(_cfg(tiny_model_dir, "methods=[base]", "train.lr=0.5"), out, log=lambda m: None)
     assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    config = (out / "config.yaml").read_text()
+    bench.run_bench(_cfg(tiny_model_dir, "methods=[base]", "eval.progress=true"), out, log=lambda m: None)
+    assert (out / "config.yaml").read_text() == config  # progress bars are no part of a run: it resumed
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
