@@ -28,7 +28,7 @@ def _key(text):
 def _pairs(demos):
     """(question, answer) of each demonstration text, documents left out."""
     out = []
-    for text in demos.texts:
+    for text in map(str, demos.texts):
         m = re.fullmatch(r"Question: (.*)\nAnswer: (.*)", text)
         if m:
             out.append(m.groups())
@@ -46,7 +46,7 @@ def _assert_disjoint(corpus, demos):
         assert _key(q) not in questions, q
         assert _key(a) not in answers, a
         assert not any(f" {s} " in f" {_key(q)} " for s in subjects), q
-    for text in demos.texts:
+    for text in map(str, demos.texts):
         assert _key(text) not in docs, text
 
 
@@ -65,7 +65,7 @@ def test_builtin_demonstrations_touch_no_probe(seed):
 def test_each_mode_trains_every_demonstration_text_once_in_its_phase(mode):
     demos = select_demonstrations(build_world(BuiltinConfig(), 0), QAConfig(mode=mode), 0)
     before, mixed, after = demos.phases()
-    assert sorted(before + mixed + after) == sorted(demos.pairs + demos.documents)
+    assert sorted(before + mixed + after, key=str) == sorted(demos.pairs + demos.documents, key=str)
     assert demos.pairs and demos.documents
     if mode == "after":  # the facts first (with the method's texts), then the questions about them
         assert mixed == demos.documents and after == demos.pairs and not before
@@ -75,13 +75,13 @@ def test_each_mode_trains_every_demonstration_text_once_in_its_phase(mode):
 
 def test_answer_loss_keeps_each_question_as_a_prompt_only():
     corpus = build_world(BuiltinConfig(), 0)
-    plain = select_demonstrations(corpus, QAConfig(), 0)
-    answer_only = select_demonstrations(corpus, QAConfig(loss="answer"), 0)
+    plain = select_demonstrations(corpus, QAConfig(loss="all"), 0)
+    answer_only = select_demonstrations(corpus, QAConfig(), 0)
     assert answer_only.info["loss"] == "answer" and answer_only.documents == plain.documents
     assert len(answer_only.pairs) == len(plain.pairs) > 0
     for text, pair in zip(plain.pairs, answer_only.pairs):
         assert isinstance(pair, Completion) and pair.prompt.endswith("\nAnswer:")
-        assert pair.prompt + pair.completion == text  # the same pair, only its loss differs
+        assert str(pair) == text  # the same pair, only its loss differs
 
 
 def test_source_paraphrases_come_along_and_touch_no_probe():
@@ -90,7 +90,7 @@ def test_source_paraphrases_come_along_and_touch_no_probe():
     _assert_disjoint(corpus, demos)
     assert demos.info["documents"] == 4 * demos.info["demonstrations"]  # the sentence and 3 rephrasings
     facts = {f.id: f for f in corpus.train_facts}
-    chosen = [p for p in corpus.train_qa if f"{p.question}" in " ".join(demos.texts)]
+    chosen = [p for p in corpus.train_qa if f"{p.question}" in " ".join(map(str, demos.texts))]
     some = facts[chosen[0].fact_id]
     assert all(t in demos.texts for t in corpus.train_paraphrases[some.id][:3])
 
@@ -133,7 +133,8 @@ def test_every_kind_of_overlap_is_dropped_and_counted(tmp_path):
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     demos = select_demonstrations(corpus, QAConfig(source=str(path), ratio=None), 0)
     assert demos.info["dropped"] == {"question": 1, "answer": 1, "subject": 1, "document": 1}
-    assert demos.texts == ["Question: What colour is the sky on Zeta?\nAnswer: Mauve", "Zeta has a mauve sky."]
+    assert [str(t) for t in demos.texts] == ["Question: What colour is the sky on Zeta?\nAnswer: Mauve",
+                                             "Zeta has a mauve sky."]
 
 
 def test_bad_demonstration_settings_are_one_line_errors(tmp_path):

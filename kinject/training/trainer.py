@@ -115,6 +115,9 @@ class Completion:
     prompt: str
     completion: str
 
+    def __str__(self) -> str:
+        return self.prompt + self.completion
+
 
 TrainText = str | Completion
 
