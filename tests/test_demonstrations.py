@@ -84,6 +84,18 @@ def test_answer_loss_keeps_each_question_as_a_prompt_only():
         assert str(pair) == text  # the same pair, only its loss differs
 
 
+def test_the_control_trains_the_same_documents_without_their_questions(tmp_path):
+    corpus = build_world(BuiltinConfig(), 0)
+    demos, control = (select_demonstrations(corpus, QAConfig(pairs=p), 0) for p in (True, False))
+    assert control.pairs == [] and control.documents == demos.documents and demos.pairs
+    assert control.info["trained_pairs"] == 0 < demos.info["trained_pairs"]
+    assert control.phases() == (demos.documents, [], [])
+    no_context = tmp_path / "qa.jsonl"
+    no_context.write_text('{"question": "What colour is the sky on Zeta?", "answer": "Mauve"}\n')
+    with pytest.raises(UserError, match=r"qa\.pairs is false"):
+        select_demonstrations(corpus, QAConfig(source=str(no_context), pairs=False), 0)
+
+
 def test_source_paraphrases_come_along_and_touch_no_probe():
     corpus = build_world(BuiltinConfig(), 0)
     demos = select_demonstrations(corpus, QAConfig(ratio=None, paraphrases=3), 0)

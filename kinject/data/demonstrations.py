@@ -50,7 +50,9 @@ class QAConfig:
     ``paraphrases`` paraphrases of each where the corpus's train split has them (the built-in
     benchmark, LaPael SQuAD): knowledge seen in several phrasings is what QA training can teach
     a model to extract (Allen-Zhu & Li, Physics of LMs 3.1). ``loss``: ``all`` (next-token loss on
-    the whole pair) or ``answer`` (on the answer's tokens only; the question is context). The
+    the whole pair) or ``answer`` (on the answer's tokens only; the question is context).
+    ``pairs``: false trains the documents alone, without their questions: the control that tells
+    the skill the pairs teach from the extra text they bring. The
     defaults (``before``, ``answer``) scored best of ten designs on the built-in benchmark's
     development world (README, Results).
     """
@@ -62,6 +64,7 @@ class QAConfig:
     paraphrases: int = 0
     epochs: float = 3.0
     loss: str = "answer"
+    pairs: bool = True
 
 
 @dataclass
@@ -182,7 +185,7 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
     n_facts = len(corpus.facts) or len(corpus.documents)
     n = len(kept) if cfg.ratio is None else min(len(kept), max(1, round(cfg.ratio * n_facts)))
     chosen = random.Random(seed).sample(kept, n)
-    texts = [demonstration_text(p, cfg.loss) for p in chosen]
+    texts = [demonstration_text(p, cfg.loss) for p in chosen] if cfg.pairs else []
     documents: list[str] = []
     if cfg.documents:
         for p in chosen:
@@ -190,8 +193,12 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
                 rephrased = corpus.train_paraphrases.get(p.fact_id, []) if cfg.source == "train" else []
                 documents += [sources[p.id], *rephrased[:cfg.paraphrases]]
         documents = list(dict.fromkeys(documents))
+    if not texts and not documents:
+        raise UserError(f"qa.pairs is false and qa.source {cfg.source!r} gives no document to train instead "
+                        "(qa.documents true and a source with contexts)")
     info = {"source": cfg.source, "mode": cfg.mode, "loss": cfg.loss, "pairs": len(pairs), "dropped": dropped,
-            "usable": len(kept), "demonstrations": n, "documents": len(documents), **_wording(corpus, cfg.source)}
+            "usable": len(kept), "demonstrations": n, "trained_pairs": len(texts), "documents": len(documents),
+            **_wording(corpus, cfg.source)}
     return Demonstrations(texts, documents, cfg.mode, cfg.epochs, info)
 
 
