@@ -1,7 +1,7 @@
 """``+qa``: QA demonstrations about disjoint facts in any training method's mix (``ft+qa``,
 ``ft-para+qa``, ``lapael+qa``...). The demonstrations are chosen per run seed by
 :func:`~kinject.data.demonstrations.select_demonstrations`; :func:`~kinject.methods.finetune.finetune`
-trains them with (``qa.mode=mixed``), before (``before``) or after (``after``) the method's own texts.
+trains them before (``qa.mode=before``, the default), with (``mixed``) or after (``after``) the method's own texts.
 """
 
 from __future__ import annotations
@@ -19,6 +19,6 @@ def check_qa(corpus: Corpus, cfg: RunConfig) -> None:
 
 
 @register_training_mix("qa", "with QA demonstrations about facts disjoint from the probes in the training "
-                       "(qa.mode mixed | before | after; qa.loss all | answer)", check=check_qa)
+                       "(qa.mode before | mixed | after; qa.loss answer | all; defaults first)", check=check_qa)
 def with_demonstrations(req: InjectRequest) -> InjectRequest:
     return dataclasses.replace(req, demonstrations=select_demonstrations(req.corpus, req.cfg.qa, req.seed))
