@@ -18,7 +18,7 @@ from kinject.generation.cache import generation_cache
 from kinject.generation.paraphrase import check_paraphrase_source, corpus_paraphrases
 from kinject.methods.registry import Injected, InjectRequest, register_method
 from kinject.training.perturb import Perturbation
-from kinject.training.trainer import train_causal_lm
+from kinject.training.trainer import TrainText, train_causal_lm
 
 
 def document_texts(corpus: Corpus) -> list[str]:
@@ -63,22 +63,22 @@ def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, 
         model, first = train_causal_lm(model, req.loaded.tokenizer, before, demo_cfg, req.seed)
         model = _merged(model)
         results.append(first)
-    own = len(texts)
-    texts = texts + mixed
+    mix: list[TrainText] = [*texts, *mixed]
     if req.self_samples is not None:
-        texts = texts + req.self_samples.texts
+        mix += req.self_samples.texts
         info["self_samples"] = req.self_samples.info
-    model, res = train_causal_lm(model, req.loaded.tokenizer, texts, cfg, req.seed, copies, perturbation)
+    model, res = train_causal_lm(model, req.loaded.tokenizer, mix, cfg, req.seed, copies, perturbation)
     results.append(res)
     if after:
         model, last = train_causal_lm(_merged(model), req.loaded.tokenizer, after, demo_cfg, req.seed)
         results.append(last)
     if demos is not None:
         info["demonstrations"] = demos.info
+    losses = [x for r in results for x in r.losses]
     return Injected(model, req.loaded.tokenizer, train_tokens=sum(r.tokens for r in results),
                     train_seconds=sum(r.seconds for r in results), train_steps=sum(r.steps for r in results),
                     trainable_params=res.trainable_params,
-                    info={"texts": own, "copies": copies, "losses": [x for r in results for x in r.losses], **info})
+                    info={"texts": len(texts), "copies": copies, "losses": losses, **info})
 
 
 @register_method("ft", "fine-tuning (continued pre-training) on the documents")
