@@ -52,9 +52,9 @@ class QAConfig:
     a model to extract (Allen-Zhu & Li, Physics of LMs 3.1). ``loss``: ``all`` (next-token loss on
     the whole pair) or ``answer`` (on the answer's tokens only; the question is context).
     ``pairs``: false trains the documents alone, without their questions: the control that tells
-    the skill the pairs teach from the extra text they bring. The
-    defaults (``before``, ``answer``) scored best of ten designs on the built-in benchmark's
-    development world (README, Results).
+    the skill the pairs teach from the extra text they bring. The defaults (``before``,
+    ``answer``) scored best of ten designs on the built-in benchmark's development world
+    (README, Results).
     """
 
     mode: str = "before"
@@ -92,9 +92,9 @@ class Demonstrations:
         return [], self.texts, []
 
 
-def demonstration_text(pair: Probe, loss: str = "all") -> TrainText:
+def demonstration_text(pair: Probe, loss: str) -> TrainText:
     """A pair in the closed-book prompt's own format: the probe's prompt, then its first answer
-    (a :class:`Completion` when only the answer is to be learned)."""
+    (a :class:`Completion` when ``loss`` is ``answer``: only the answer is to be learned)."""
     text = Completion(qa_suffix(pair), f" {pair.answers[0]}")
     return text if loss == "answer" else str(text)
 
