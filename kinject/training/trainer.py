@@ -137,8 +137,10 @@ def training_rows(tokenizer, texts: Sequence[TrainText], max_length: int) -> lis
         else:
             ids = tokenizer(text, add_special_tokens=True).input_ids + eos
             labels = ids
-        rows.extend({"input_ids": ids[i: i + max_length], "labels": labels[i: i + max_length]}
-                    for i in range(0, len(ids), max_length) if any(t != -100 for t in labels[i: i + max_length]))
+        for i in range(0, len(ids), max_length):
+            chunk = labels[i: i + max_length]
+            if any(t != -100 for t in chunk):
+                rows.append({"input_ids": ids[i: i + max_length], "labels": chunk})
     return rows
 
 
