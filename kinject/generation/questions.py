@@ -3,7 +3,9 @@ written by an LLM (the ``generate`` config) and filtered.
 
 Ovadia et al. built their current-events benchmark this way (an LLM wrote multiple-choice
 questions about each news article). The LLM is asked for one question the document answers, the
-answer copied from the document, and three plausible wrong answers, in a fixed format::
+answer copied from the document, and three plausible wrong answers, in a fixed format shown by one
+worked example (without it the embedded 135M model kept the format in 10 of 96 replies about six
+SQuAD train passages; with it, 23 of 48)::
 
     Question: ...
     Answer: ...
@@ -34,7 +36,9 @@ from kinject.generation.generators import GenerationConfig, make_generator
 
 PROMPT = ("Read the text below. Write one question that the text answers, its answer (a short phrase copied "
           "from the text), and three short answers that sound plausible but are wrong. Reply in exactly this "
-          "form:\nQuestion: ...\nAnswer: ...\nWrong: ...; ...; ...\n\nText: {text}")
+          "form, as in the example.\n\nExample\nText: The Eiffel Tower was completed in 1889 for the World's Fair "
+          "in Paris.\nQuestion: In which year was the Eiffel Tower completed?\nAnswer: 1889\nWrong: 1901; 1875; "
+          "1920\n\nNow your turn.\nText: {text}")
 REASONS = ("format", "answer", "leak")
 _FIELD = re.compile(r"^\s*(question|answer|wrong)\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 
