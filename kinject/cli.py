@@ -8,7 +8,7 @@
     kinject train-paraphraser CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
     kinject paraphrase CORPUS --out FILE [--k K] [--config FILE] [--seed S] [key=value ...]
     kinject self-sample QUERIES --out FILE [--config FILE] [key=value ...]
-    kinject questions CORPUS --out FILE [--config FILE] [--seed S] [key=value ...]
+    kinject questions CORPUS --out FILE [--demonstrations] [--config FILE] [--seed S] [key=value ...]
     kinject methods
 
 Bad input prints one line ``kinject: error: ...`` and exits with code 2.
@@ -104,11 +104,15 @@ def build_parser() -> argparse.ArgumentParser:
     ss.add_argument("--out", required=True, help="self-sample JSONL to write (must not exist); use with "
                     "delia.samples=FILE")
 
-    qg = sub.add_parser("questions", help="write QA and 4-way MCQ probes for a corpus that has none (generate.* "
-                        "picks the LLM; questions.* the rest)", epilog=EPILOG)
+    qg = sub.add_parser("questions", help="write QA and 4-way MCQ probes for a corpus that has none, or +qa "
+                        "demonstrations (--demonstrations); generate.* picks the LLM, questions.* the rest",
+                        epilog=EPILOG)
     qg.add_argument("corpus", help="a text directory, a documents JSONL, a LaPael SQuAD directory, or 'builtin'")
     _common(qg)
-    qg.add_argument("--out", required=True, help="probes JSONL to write (must not exist); use with data.probes=FILE")
+    qg.add_argument("--out", required=True, help="JSONL to write (must not exist): probes, for data.probes=FILE, or "
+                    "with --demonstrations QA demonstrations, for qa.source=FILE")
+    qg.add_argument("--demonstrations", action="store_true", help="write {question, answers, context} per document "
+                    "instead of probes; give it documents held apart from those you inject")
     qg.add_argument("--seed", type=int, default=0, help="seed of the built-in world (default 0)")
 
     sub.add_parser("methods", help="list the registered methods and modifiers")
@@ -326,19 +330,22 @@ def cmd_questions(args: argparse.Namespace) -> int:
     from kinject.data.jsonl import write_jsonl
     from kinject.data.loaders import load_documents
     from kinject.generation.cache import generation_cache
-    from kinject.generation.questions import generate_questions
+    from kinject.generation.questions import demonstration_rows, generate_questions
 
     cfg = _load_cfg(args)
     out = _fresh(args.out, "file")
     name, documents, _ = load_documents(args.corpus, cfg.data, args.seed)
     probes, info = generate_questions(documents, cfg.questions, cfg.generate, generation_cache(cfg.generate.cache))
-    write_jsonl(out, [{k: v for k, v in dataclasses.asdict(p).items() if v not in ("", [], -1)} for p in probes])
-    c = info["cost"]
+    if args.demonstrations:
+        write_jsonl(out, demonstration_rows(probes, documents))
+        kept = f"kept {info['qa']} QA demonstrations (use with qa.source={out})"
+    else:
+        write_jsonl(out, [{k: v for k, v in dataclasses.asdict(p).items() if v not in ("", [], -1)} for p in probes])
+        kept = f"kept {info['qa']} QA and {info['mcq']} MCQ probes"
     print(f"{name}: {info['documents']} documents, {info['replies']} replies from {info['generator']} "
-          f"(generate.seed {cfg.generate.seed}); kept {info['qa']} QA and {info['mcq']} MCQ probes; "
-          f"{info['documents_without']} documents without a probe")
+          f"(generate.seed {cfg.generate.seed}); {kept}; {info['documents_without']} documents without a question")
     print("dropped: " + ", ".join(f"{k} {v}" for k, v in info["dropped"].items()))
-    print(_generation_cost(c, out))
+    print(_generation_cost(info["cost"], out))
     return 0
 
 

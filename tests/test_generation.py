@@ -259,7 +259,7 @@ def test_cli_questions_writes_generated_probes_that_bench_reads(server, tiny_mod
             "questions.samples=2"]
     assert main(args) == 0
     printed = capsys.readouterr().out
-    assert "kept 1 QA and 1 MCQ probes; 1 documents without a probe" in printed
+    assert "kept 1 QA and 1 MCQ probes; 1 documents without a question" in printed
     probes = load_records(out, Probe.from_dict)
     assert [p.kind for p in probes] == ["qa", "mcq"] and all(p.generated == "endpoint:smollm2-135m" for p in probes)
     mcq = probes[1]
@@ -270,3 +270,29 @@ def test_cli_questions_writes_generated_probes_that_bench_reads(server, tiny_mod
     results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
     assert results["data"]["generated_probes"] == 2
     assert "2 of them written by an LLM" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_cli_questions_writes_demonstrations_that_plus_qa_trains_apart_from_the_probes(server, tmp_path, capsys,
+                                                                                      monkeypatch):
+    from kinject.data.builtin.world import BuiltinConfig, build_world
+    from kinject.data.demonstrations import QAConfig, select_demonstrations
+
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+    _ChatServer.replies = ["Question: Which team represented the NFC at Super Bowl 50?\nAnswer: Carolina Panthers\n"
+                           "Wrong: Denver Broncos; Chicago Bears; Dallas Cowboys"]
+    corpus = build_world(BuiltinConfig(test_people=2, test_orgs=1, train_people=2, train_orgs=1), 0)
+    mentions_probed = f"{corpus.documents[0].text} {ORIGINAL}"  # held apart, but it names a probed subject
+    held_apart = tmp_path / "held-apart.jsonl"
+    held_apart.write_text(json.dumps({"id": "d1", "text": ORIGINAL}) + "\n"
+                          + json.dumps({"id": "d2", "text": mentions_probed}) + "\n")
+    out = tmp_path / "demos.jsonl"
+    assert main(["questions", str(held_apart), "--out", str(out), "--demonstrations", "generate.backend=endpoint",
+                 f"generate.base_url={server}", "questions.samples=1"]) == 0
+    assert f"kept 2 QA demonstrations (use with qa.source={out})" in capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["context"] for r in rows] == [ORIGINAL, mentions_probed]
+    assert all(r["answers"] == ["Carolina Panthers"] and r["generated"] == "endpoint:smollm2-135m" for r in rows)
+    demos = select_demonstrations(corpus, QAConfig(source=str(out), ratio=None), 0)
+    assert demos.info["dropped"]["subject"] == 1
+    assert [str(t) for t in demos.texts] == ["Question: Which team represented the NFC at Super Bowl 50?\n"
+                                             "Answer: Carolina Panthers", ORIGINAL]

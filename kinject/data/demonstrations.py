@@ -8,7 +8,8 @@ that skill. ``qa.source`` says where the pairs come from:
   in question wordings no probe uses (``data.builtin.demo_questions=shared`` asks them in the
   probes' wordings instead, which flatters the result); LaPael SQuAD: the train split's qa.jsonl.
 - a QA JSONL file: one ``{"question", "answer" | "answers", "context"?}`` per line; ``context``
-  is the passage the pair comes from (trained with ``qa.documents``).
+  is the passage the pair comes from (trained with ``qa.documents``). ``kinject questions
+  --demonstrations`` writes one from documents held apart from the injected ones.
 
 Every pair that touches a probe is dropped, with the reason counted: the same question, an answer
 equal to a probe's answer, a source document among the injected ones (by id or by text), or a

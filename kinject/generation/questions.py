@@ -18,6 +18,9 @@ multiple-choice form needs three wrong answers that differ from the answer and f
 The first passing reply that has one is kept, else the first passing reply as a QA probe alone
 (``no_mcq`` counts those documents). Every probe records
 its generator in ``generated``, and results.json counts them (``data.generated_probes``).
+
+The same pairs, about documents held apart from the ones injected, are QA demonstrations for
+``+qa`` (``demonstration_rows``: each with its document as ``context``, for ``qa.source=FILE``).
 """
 
 from __future__ import annotations
@@ -127,3 +130,11 @@ def generate_questions(documents: list[Document], cfg: QuestionConfig, gen: Gene
             "mcq": len(probes) - qa, "documents_without": len(documents) - qa, "dropped": dropped,
             "generator": name, "cost": cost.to_dict()}
     return probes, info
+
+
+def demonstration_rows(probes: list[Probe], documents: list[Document]) -> list[dict[str, Any]]:
+    """The QA probes as ``qa.source`` rows: ``{question, answers, context, generated}``, the context
+    being the text of the document each was written from (MCQ forms left out)."""
+    texts = {d.id: d.text for d in documents}
+    return [{"question": p.question, "answers": p.answers, "context": texts[p.doc_id], "generated": p.generated}
+            for p in probes if p.kind == "qa"]
