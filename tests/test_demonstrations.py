@@ -13,6 +13,7 @@ from kinject.data.demonstrations import QAConfig, select_demonstrations
 from kinject.data.loaders import load_lapael_squad
 from kinject.errors import UserError
 from kinject.evaluation.metrics import tokens
+from kinject.evaluation.runner import qa_header
 from kinject.methods import get_method
 from kinject.training.trainer import Completion
 from tests.conftest import FIXTURES
@@ -82,6 +83,24 @@ def test_answer_loss_keeps_each_question_as_a_prompt_only():
     for text, pair in zip(plain.pairs, answer_only.pairs):
         assert isinstance(pair, Completion) and pair.prompt.endswith("\nAnswer:")
         assert str(pair) == text  # the same pair, only its loss differs
+
+
+@pytest.mark.parametrize("loss", ["answer", "all"])
+def test_header_puts_each_pair_behind_the_evaluation_prompt_and_drops_copies(loss):
+    corpus = build_world(BuiltinConfig(), 0)
+    header = qa_header(corpus.instruction, corpus.fewshot)
+    bare = select_demonstrations(corpus, QAConfig(loss=loss, ratio=None), 0)
+    demos = select_demonstrations(corpus, QAConfig(loss=loss, ratio=None, header=True), 0)
+    shown = {_key(a) for _, a in corpus.fewshot}
+    assert demos.info["dropped"]["in_header"] > 0 and "in_header" not in bare.info["dropped"]
+    assert len(demos.pairs) == len(bare.pairs) - demos.info["dropped"]["in_header"]
+    bare_texts = set(map(str, bare.pairs))
+    for text in demos.pairs:
+        assert isinstance(text, Completion) and text.prompt.startswith(header)  # the header is never a target
+        pair = str(text)[len(header):]
+        assert pair in bare_texts  # after the header, the pair as it is trained without one
+        assert _key(pair.rsplit("\nAnswer: ", 1)[1]) not in shown  # no answer to copy from the examples
+        assert (text.prompt == header) == (loss == "all")  # loss all: the question is a target too
 
 
 def test_the_control_trains_the_same_documents_without_their_questions(tmp_path):

@@ -15,7 +15,9 @@ Every pair that touches a probe is dropped, with the reason counted: the same qu
 equal to a probe's answer, a source document among the injected ones (by id or by text), or a
 probed subject named in it. ``qa.ratio`` pairs per injected fact are then drawn with the run seed.
 A pair is trained as ``"Question: q\\nAnswer: a"``, the evaluation prompt's own format, with the loss
-on every token or (``qa.loss=answer``, as instruction-tuning does) on the answer's alone.
+on every token or (``qa.loss=answer``, as instruction-tuning does) on the answer's alone; with
+``qa.header``, behind the evaluation's few-shot header too (its instruction and examples), so that
+the pairs are trained as the probes will be asked.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from kinject.data.jsonl import load_records
 from kinject.data.schema import Corpus, Probe
 from kinject.errors import UserError
 from kinject.evaluation.metrics import tokens
-from kinject.evaluation.runner import qa_suffix
+from kinject.evaluation.runner import qa_header, qa_suffix
 from kinject.training.trainer import Completion, TrainText
 
 MODES = ("mixed", "before", "after")
@@ -53,9 +55,11 @@ class QAConfig:
     a model to extract (Allen-Zhu & Li, Physics of LMs 3.1). ``loss``: ``all`` (next-token loss on
     the whole pair) or ``answer`` (on the answer's tokens only; the question is context).
     ``pairs``: false trains the documents alone, without their questions: the control that tells
-    the skill the pairs teach from the extra text they bring. The defaults (``before``,
-    ``answer``) scored best of ten designs on the built-in benchmark's development world
-    (README, Results).
+    the skill the pairs teach from the extra text they bring. ``header``: each pair follows the
+    evaluation's few-shot header (the corpus's instruction and examples), as every probe does; a
+    pair whose answer is one of the header's would then be a copying exercise, and is dropped.
+    The defaults (``before``, ``answer``) scored best of ten designs on the built-in benchmark's
+    development world (README, Results).
     """
 
     mode: str = "before"
@@ -66,6 +70,7 @@ class QAConfig:
     epochs: float = 3.0
     loss: str = "answer"
     pairs: bool = True
+    header: bool = False
 
 
 @dataclass
@@ -93,11 +98,14 @@ class Demonstrations:
         return [], self.texts, []
 
 
-def demonstration_text(pair: Probe, loss: str) -> TrainText:
-    """A pair in the closed-book prompt's own format: the probe's prompt, then its first answer
-    (a :class:`Completion` when ``loss`` is ``answer``: only the answer is to be learned)."""
-    text = Completion(qa_suffix(pair), f" {pair.answers[0]}")
-    return text if loss == "answer" else str(text)
+def demonstration_text(pair: Probe, loss: str, header: str = "") -> TrainText:
+    """A pair in the closed-book prompt's own format: ``header`` (the few-shot header, or none), the
+    probe's prompt, then its first answer. The loss is on the answer alone (``loss="answer"``) or
+    on the whole pair (``"all"``), never on the header."""
+    prompt, answer = qa_suffix(pair), f" {pair.answers[0]}"
+    if loss == "answer":
+        return Completion(header + prompt, answer)
+    return Completion(header, prompt + answer) if header else prompt + answer
 
 
 def check_qa_config(cfg: QAConfig) -> None:
@@ -172,10 +180,14 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
         raise UserError(f"qa.source {cfg.source!r}: corpus {corpus.name!r} has no QA pairs apart from its probes "
                         "(give a QA JSONL)")
     footprint = ProbeFootprint(corpus)
+    header = qa_header(corpus.instruction, corpus.fewshot) if cfg.header else ""
+    header_answers = {_key(a) for _, a in corpus.fewshot} if cfg.header else set()
     kept: list[Probe] = []
     dropped: dict[str, int] = {}
     for pair in pairs:
         reason = footprint.overlap(pair, sources.get(pair.id))
+        if reason is None and any(_key(a) in header_answers for a in pair.answers):
+            reason = "in_header"
         if reason is None:
             kept.append(pair)
         else:
@@ -186,7 +198,7 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
     n_facts = len(corpus.facts) or len(corpus.documents)
     n = len(kept) if cfg.ratio is None else min(len(kept), max(1, round(cfg.ratio * n_facts)))
     chosen = random.Random(seed).sample(kept, n)
-    texts = [demonstration_text(p, cfg.loss) for p in chosen] if cfg.pairs else []
+    texts = [demonstration_text(p, cfg.loss, header) for p in chosen] if cfg.pairs else []
     documents: list[str] = []
     if cfg.documents:
         for p in chosen:
@@ -197,9 +209,9 @@ def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstra
     if not texts and not documents:
         raise UserError(f"qa.pairs is false and qa.source {cfg.source!r} gives no document to train instead "
                         "(qa.documents true and a source with contexts)")
-    info = {"source": cfg.source, "mode": cfg.mode, "loss": cfg.loss, "pairs": len(pairs), "dropped": dropped,
-            "usable": len(kept), "demonstrations": n, "trained_pairs": len(texts), "documents": len(documents),
-            **_wording(corpus, cfg.source)}
+    info = {"source": cfg.source, "mode": cfg.mode, "loss": cfg.loss, "header": cfg.header, "pairs": len(pairs),
+            "dropped": dropped, "usable": len(kept), "demonstrations": n, "trained_pairs": len(texts),
+            "documents": len(documents), **_wording(corpus, cfg.source)}
     return Demonstrations(texts, documents, cfg.mode, cfg.epochs, info)
 
 
