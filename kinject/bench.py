@@ -31,6 +31,7 @@ from kinject.data.loaders import load_corpus
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.evaluation.runner import evaluate
+from kinject.hardware import precision
 from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
 from kinject.models import load_model, resolve_model_path
 from kinject.report.aggregate import build_results, flatten_metrics
@@ -123,6 +124,8 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
             "eval_seconds": eval_seconds,
             "wall_seconds": time.perf_counter() - start,
         },
+        "precision": {"train": precision(cfg.train.bf16) if injected.train_steps else None,
+                      "eval": precision(cfg.eval.bf16)},
         "info": injected.info,
     }
     return cell, injected

@@ -29,3 +29,8 @@ def resolve_bf16(setting: str | bool) -> bool:
     if setting == "auto":
         return bf16_is_fast()
     raise ValueError(f"bf16 must be auto, true or false, not {setting!r}")
+
+
+def precision(setting: str | bool) -> str:
+    """What a bf16 setting runs as on this machine: ``"bf16"`` (autocast) or ``"fp32"``."""
+    return "bf16" if resolve_bf16(setting) else "fp32"

@@ -35,6 +35,23 @@ def test_bench_writes_a_complete_run_directory(tiny_model_dir, tmp_path):
     assert base == 0 and 0 < ft < para
     assert 0 <= results["methods"]["ft"]["mean"]["retention.accuracy"] <= 1
     assert "± " in (out / "report.md").read_text()
+    base_cell, ft_cell = (on_disk["methods"][m]["per_seed"]["0"] for m in ("base", "ft"))
+    assert base_cell["precision"] == {"train": None, "eval": "fp32"}  # base trains nothing
+    assert ft_cell["precision"] == {"train": "fp32", "eval": "fp32"}  # bf16=false, whatever the machine
+    assert "- precision: train fp32, eval fp32" in (out / "report.md").read_text()
+
+
+def test_precision_line_names_the_cells_that_differ():
+    from kinject.report.render import precision_line
+
+    def cell(train, evaluated, steps=1):
+        return {"cost": {"train_steps": steps}, "precision": {"train": train, "eval": evaluated}}
+
+    results = {"methods": {"base": {"per_seed": {"0": cell(None, "bf16", 0)}},
+                           "ft": {"per_seed": {"0": cell("bf16", "bf16"), "1": cell("fp32", "bf16")}}}}
+    assert precision_line(results) == "precision: train mixed: bf16 (ft-seed0); fp32 (ft-seed1), eval bf16"
+    del results["methods"]["ft"]["per_seed"]["1"]["precision"]  # a cell from before kinject recorded it
+    assert "fp32" not in precision_line(results) and "unrecorded (ft-seed1)" in precision_line(results)
 
 
 def test_resume_keeps_finished_cells(tiny_model_dir, tmp_path, monkeypatch):

@@ -50,6 +50,26 @@ def seeds_line(results: dict[str, Any]) -> str:
     return f"seeds: {', '.join(map(str, seeds))} ({spread}); normalisation: {results['normalisation']}"
 
 
+def precision_line(results: dict[str, Any]) -> str:
+    """The arithmetic the cells trained and evaluated in (``bf16: auto`` resolves by machine), with
+    the cells named where they differ; "unrecorded" for cells written before kinject recorded it."""
+    seen: dict[str, dict[str, list[str]]] = {"train": {}, "eval": {}}
+    for name, entry in results["methods"].items():
+        for seed, cell in entry["per_seed"].items():
+            trained = cell.get("cost", {}).get("train_steps")
+            recorded = cell.get("precision") or {"train": "unrecorded" if trained else None, "eval": "unrecorded"}
+            for part, groups in seen.items():
+                if recorded[part] is not None:
+                    groups.setdefault(recorded[part], []).append(f"{name}-seed{seed}")
+
+    def describe(part: str, groups: dict[str, list[str]]) -> str:
+        if len(groups) <= 1:
+            return f"{part} {next(iter(groups), '-')}"
+        return f"{part} mixed: " + "; ".join(f"{kind} ({', '.join(cells)})" for kind, cells in groups.items())
+
+    return "precision: " + ", ".join(describe(part, groups) for part, groups in seen.items())
+
+
 def fixed_width(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
@@ -58,7 +78,7 @@ def fixed_width(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def format_table(results: dict[str, Any]) -> str:
     """A fixed-width table for the terminal, the seeds line, then any paired comparisons."""
-    out = [*fixed_width(*table_rows(results)), seeds_line(results)]
+    out = [*fixed_width(*table_rows(results)), seeds_line(results), precision_line(results)]
     header, rows = comparison_rows(results)
     if rows:
         out += ["", *fixed_width(header, rows)]
@@ -98,6 +118,7 @@ def report_markdown(results: dict[str, Any]) -> str:
         f"data hash per seed: {', '.join(f'{s}: {h}' for s, h in data['hash'].items())}",
         f"- {seeds_line(results)}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}",
+        f"- {precision_line(results)}",
         "",
         markdown_table(*table_rows(results)),
         "",
