@@ -27,10 +27,10 @@ def _key(text):
 
 
 def _pairs(demos):
-    """(question, answer) of each demonstration text, documents left out."""
+    """(question, answer) of each demonstration text (its last block), documents left out."""
     out = []
     for text in map(str, demos.texts):
-        m = re.fullmatch(r"Question: (.*)\nAnswer: (.*)", text)
+        m = re.search(r"Question: ([^\n]*)\nAnswer: ([^\n]*)\Z", text)  # the pair, after any header
         if m:
             out.append(m.groups())
     return out
@@ -82,14 +82,14 @@ def test_answer_loss_keeps_each_question_as_a_prompt_only():
     assert len(answer_only.pairs) == len(plain.pairs) > 0
     for text, pair in zip(plain.pairs, answer_only.pairs):
         assert isinstance(pair, Completion) and pair.prompt.endswith("\nAnswer:")
-        assert str(pair) == text  # the same pair, only its loss differs
+        assert str(pair) == str(text)  # the same pair, only its loss differs
 
 
 @pytest.mark.parametrize("loss", ["answer", "all"])
 def test_header_puts_each_pair_behind_the_evaluation_prompt_and_drops_copies(loss):
     corpus = build_world(BuiltinConfig(), 0)
     header = qa_header(corpus.instruction, corpus.fewshot)
-    bare = select_demonstrations(corpus, QAConfig(loss=loss, ratio=None), 0)
+    bare = select_demonstrations(corpus, QAConfig(loss=loss, ratio=None, header=False), 0)
     demos = select_demonstrations(corpus, QAConfig(loss=loss, ratio=None, header=True), 0)
     shown = {_key(a) for _, a in corpus.fewshot}
     assert demos.info["dropped"]["in_header"] > 0 and "in_header" not in bare.info["dropped"]
@@ -162,7 +162,7 @@ def test_every_kind_of_overlap_is_dropped_and_counted(tmp_path):
     ]
     path = tmp_path / "qa.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    demos = select_demonstrations(corpus, QAConfig(source=str(path), ratio=None), 0)
+    demos = select_demonstrations(corpus, QAConfig(source=str(path), ratio=None, header=False), 0)
     assert demos.info["dropped"] == {"question": 1, "answer": 1, "subject": 1, "document": 1}
     assert [str(t) for t in demos.texts] == ["Question: What colour is the sky on Zeta?\nAnswer: Mauve",
                                              "Zeta has a mauve sky."]

@@ -292,7 +292,7 @@ def test_cli_questions_writes_demonstrations_that_plus_qa_trains_apart_from_the_
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["context"] for r in rows] == [ORIGINAL, mentions_probed]
     assert all(r["answers"] == ["Carolina Panthers"] and r["generated"] == "endpoint:smollm2-135m" for r in rows)
-    demos = select_demonstrations(corpus, QAConfig(source=str(out), ratio=None), 0)
+    demos = select_demonstrations(corpus, QAConfig(source=str(out), ratio=None, header=False), 0)
     assert demos.info["dropped"]["subject"] == 1
     assert [str(t) for t in demos.texts] == ["Question: Which team represented the NFC at Super Bowl 50?\n"
                                              "Answer: Carolina Panthers", ORIGINAL]

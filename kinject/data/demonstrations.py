@@ -58,8 +58,8 @@ class QAConfig:
     the skill the pairs teach from the extra text they bring. ``header``: each pair follows the
     evaluation's few-shot header (the corpus's instruction and examples), as every probe does; a
     pair whose answer is one of the header's would then be a copying exercise, and is dropped.
-    The defaults (``before``, ``answer``) scored best of ten designs on the built-in benchmark's
-    development world (README, Results).
+    The defaults (``before``, ``answer``, ``header``) scored best of twelve designs on the built-in
+    benchmark's development world, and beat ``ft-para`` on the test seeds (README, Results).
     """
 
     mode: str = "before"
@@ -70,7 +70,7 @@ class QAConfig:
     epochs: float = 3.0
     loss: str = "answer"
     pairs: bool = True
-    header: bool = False
+    header: bool = True
 
 
 @dataclass

@@ -19,6 +19,7 @@ def check_qa(corpus: Corpus, cfg: RunConfig) -> None:
 
 
 @register_training_mix("qa", "with QA demonstrations about facts disjoint from the probes in the training "
-                       "(qa.mode before | mixed | after; qa.loss answer | all; defaults first)", check=check_qa)
+                       "(qa.mode before | mixed | after; qa.loss answer | all; qa.header true | false: behind the "
+                       "evaluation's few-shot header or bare; defaults first)", check=check_qa)
 def with_demonstrations(req: InjectRequest) -> InjectRequest:
     return dataclasses.replace(req, demonstrations=select_demonstrations(req.corpus, req.cfg.qa, req.seed))
