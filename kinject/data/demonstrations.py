@@ -15,9 +15,9 @@ Every pair that touches a probe is dropped, with the reason counted: the same qu
 equal to a probe's answer, a source document among the injected ones (by id or by text), or a
 probed subject named in it. ``qa.ratio`` pairs per injected fact are then drawn with the run seed.
 A pair is trained as ``"Question: q\\nAnswer: a"``, the evaluation prompt's own format, with the loss
-on every token or (``qa.loss=answer``, as instruction-tuning does) on the answer's alone; with
-``qa.header``, behind the evaluation's few-shot header too (its instruction and examples), so that
-the pairs are trained as the probes will be asked.
+on every token or (``qa.loss=answer``, as instruction-tuning does) on the answer's alone, and with
+``qa.header`` (the default) behind the evaluation's few-shot header too (its instruction and
+examples, never a target), so that the pairs are trained as the probes will be asked.
 """
 
 from __future__ import annotations

@@ -77,7 +77,7 @@ def fixed_width(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def format_table(results: dict[str, Any]) -> str:
-    """A fixed-width table for the terminal, the seeds line, then any paired comparisons."""
+    """A fixed-width table for the terminal, the seeds and precision lines, then any paired comparisons."""
     out = [*fixed_width(*table_rows(results)), seeds_line(results), precision_line(results)]
     header, rows = comparison_rows(results)
     if rows:
