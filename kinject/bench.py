@@ -9,6 +9,7 @@ The run directory::
     models/<method>-seed<s>/       the injected model (when save_models is true), the index (rag)
     results.json           aggregated over seeds (docs/results-schema.md)
     report.md              the comparison table and what was run
+    report.html            the same, with charts (self-contained; ``kinject report DIR`` re-renders it)
 
 Every file is written atomically; a cell that exists is never recomputed, so a run killed half-way
 resumes where it stopped. A directory holding another run's config is refused, never overwritten.
@@ -35,7 +36,7 @@ from kinject.hardware import precision
 from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
 from kinject.models import load_model, resolve_model_path
 from kinject.report.aggregate import build_results, flatten_metrics
-from kinject.report.render import report_markdown
+from kinject.report.files import write_run_reports
 
 
 def _identity(config: Any) -> Any:
@@ -132,7 +133,7 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
 
 
 def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every (method, seed) not already done in ``out``; write results.json and report.md."""
+    """Run every (method, seed) not already done in ``out``; write results.json, report.md and report.html."""
     methods = resolve_methods(cfg.methods)
     if not cfg.seeds:
         raise UserError("seeds: give at least one seed")
@@ -172,5 +173,5 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     model = {"name": cfg.model, "path": resolve_model_path(cfg.model)}
     results = build_results(cells, config=cfg.to_dict(), model=model, data=data)
     write_json(out / "results.json", results)
-    atomic_write_text(out / "report.md", report_markdown(results))
+    write_run_reports(out, results)
     return results

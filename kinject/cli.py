@@ -9,6 +9,7 @@
     kinject paraphrase CORPUS --out FILE [--k K] [--config FILE] [--seed S] [key=value ...]
     kinject self-sample QUERIES --out FILE [--config FILE] [key=value ...]
     kinject questions CORPUS --out FILE [--demonstrations] [--config FILE] [--seed S] [key=value ...]
+    kinject report DIR
     kinject methods
 
 Bad input prints one line ``kinject: error: ...`` and exits with code 2.
@@ -115,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "instead of probes; give it documents held apart from those you inject")
     qg.add_argument("--seed", type=int, default=0, help="seed of the built-in world (default 0)")
 
+    rp = sub.add_parser("report", help="write report.md and report.html of a run directory again from its "
+                        "results.json (a sweep directory: sweep.png and report.html from sweep.json), computing "
+                        "no cell")
+    rp.add_argument("dir", help="a run or sweep directory written by 'kinject bench'")
+
     sub.add_parser("methods", help="list the registered methods and modifiers")
     return parser
 
@@ -153,18 +159,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     if args.sweep:
-        from kinject.sweep import parse_sweep, run_sweep, sweep_table
+        from kinject.report.render import sweep_table
+        from kinject.sweep import parse_sweep, run_sweep
 
         summary = run_sweep(cfg, parse_sweep(args.sweep), Path(args.out), lambda c, d: run_bench(c, d, log), log)
         if summary:
             print(sweep_table(summary))
-            print(f"sweep directory: {args.out} (sweep.json, sweep.png; {time.perf_counter() - start:.0f} s)")
+            print(f"sweep directory: {args.out} (sweep.json, sweep.png, report.html; "
+                  f"{time.perf_counter() - start:.0f} s)")
         return 0
     results = run_bench(cfg, Path(args.out), log=log)
     if not results:  # a non-zero rank of a distributed launch
         return 0
     print(format_table(results))
-    print(f"run directory: {args.out} ({time.perf_counter() - start:.0f} s)")
+    print(f"run directory: {args.out} (report.html, report.md; {time.perf_counter() - start:.0f} s)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from kinject.report.files import rerender
+
+    for path in rerender(Path(args.dir)):
+        print(f"wrote {path}")
     return 0
 
 
@@ -363,7 +379,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "index": cmd_index,
             "train-paraphraser": cmd_train_paraphraser, "paraphrase": cmd_paraphrase, "questions": cmd_questions,
-            "self-sample": cmd_self_sample, "methods": cmd_methods}
+            "self-sample": cmd_self_sample, "report": cmd_report, "methods": cmd_methods}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

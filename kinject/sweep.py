@@ -10,7 +10,8 @@ The first key is the curve's x axis. The sweep directory::
     sweep.yaml            the base config and the sweep (a re-run with the same ones resumes)
     <i>_<key>=<value>/    an ordinary run directory per point (cells resume one by one)
     sweep.json            per point and method: seeds, mean and standard error of every measure
-    sweep.png             accuracy against the first key, one line per method, error bars = s.e.
+    sweep.png             each measure against the first key, one line per method (kinject.report.charts)
+    report.html           the sweep's table and chart, linking each point's own report.html
 """
 
 from __future__ import annotations
@@ -29,14 +30,9 @@ from kinject.bench import is_main_process
 from kinject.config import RunConfig, apply_mapping, parse_override
 from kinject.data.jsonl import atomic_write_text, write_json
 from kinject.errors import UserError
-from kinject.report.render import fixed_width, metric_rows, seeds_line
+from kinject.report.files import write_sweep_reports
 
 SCHEMA_VERSION = 1
-# (panel title, metric key): a panel is drawn when any point has the metric.
-PANELS: tuple[tuple[str, str], ...] = (
-    ("MCQ accuracy", "mcq.acc"), ("QA accuracy", "qa.accuracy"), ("QA F1", "qa.f1"),
-    ("cloze accuracy", "cloze.accuracy"), ("retention", "retention.accuracy"),
-)
 
 
 @dataclass(frozen=True)
@@ -148,58 +144,10 @@ def summarise(axes: list[SweepAxis], configs: list[RunConfig], dirs: list[str],
     }
 
 
-def sweep_table(summary: dict[str, Any]) -> str:
-    """A fixed-width table: one row per (point, method), the main table's columns."""
-    keys = [a["key"] for a in summary["axes"]]
-    entries = [([*(_show(p["settings"][k]) for k in keys), name], e)
-               for p in summary["points"] for name, e in p["methods"].items()]
-    titles, rows = metric_rows(entries)
-    return "\n".join([*fixed_width([*keys, "method", *titles], rows), seeds_line(summary)])
-
-
-def _show(value: Any) -> str:
-    """A setting as a short one-line string: 0.5, [qa, mcq], null."""
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-
-
-def plot_sweep(summary: dict[str, Any], path: Path) -> None:
-    """sweep.png: one panel per accuracy measure, one line per method, x = the first key's value."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    axis = summary["axes"][0]
-    numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in axis["values"])
-    xs = list(axis["values"]) if numeric else list(range(len(axis["values"])))
-    points = summary["points"]
-    panels = [(t, k) for t, k in PANELS if any(k in e["mean"] for p in points for e in p["methods"].values())]
-    if not panels:
-        return
-    fig, axs = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), squeeze=False)
-    methods = list(dict.fromkeys(m for p in points for m in p["methods"]))
-    for ax, (title, key) in zip(axs[0], panels):
-        for m in methods:
-            entries = [p["methods"].get(m) for p in points]
-            have = [(x, e) for x, e in zip(xs, entries) if e is not None and key in e["mean"]]
-            if have:
-                ax.errorbar([x for x, _ in have], [e["mean"][key] for _, e in have],
-                            yerr=[e["stderr"].get(key, 0.0) for _, e in have], marker="o", capsize=3, label=m)
-        ax.set_title(title)
-        ax.set_xlabel(axis["key"])
-        if not numeric:
-            ax.set_xticks(xs, [str(v) for v in axis["values"]])
-    axs[0][0].legend(fontsize="small")
-    fig.suptitle(f"seeds {', '.join(map(str, summary['seeds']))}; error bars: standard error over seeds",
-                 fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def run_sweep(cfg: RunConfig, axes: list[SweepAxis], out: Path,
               run: Callable[[RunConfig, Path], dict[str, Any]], log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``run(point_config, point_dir)`` (the bench) for every point; write sweep.json and sweep.png.
+    """Run ``run(point_config, point_dir)`` (the bench) for every point; write sweep.json, sweep.png
+    and report.html.
 
     Returns the summary (sweep.json's content), or {} on a non-zero rank of a distributed launch.
     """
@@ -216,5 +164,5 @@ def run_sweep(cfg: RunConfig, axes: list[SweepAxis], out: Path,
         return {}
     summary = summarise(axes, configs, dirs, results)
     write_json(out / "sweep.json", summary)
-    plot_sweep(summary, out / "sweep.png")
+    write_sweep_reports(out, summary)
     return summary

@@ -23,6 +23,7 @@ def test_bench_writes_a_complete_run_directory(tiny_model_dir, tmp_path):
     results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
     out = tmp_path / "run"
     assert (out / "config.yaml").is_file() and (out / "report.md").is_file()
+    assert "<h1>kinject report</h1>" in (out / "report.html").read_text()
     on_disk = json.loads((out / "results.json").read_text())
     assert on_disk["schema_version"] == 1 and on_disk["seeds"] == [0, 1]
     assert set(on_disk["methods"]) == {"base", "ft", "ft-para"}

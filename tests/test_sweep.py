@@ -7,7 +7,8 @@ import pytest
 from kinject.cli import main
 from kinject.config import load_config
 from kinject.errors import UserError
-from kinject.sweep import parse_sweep, point_configs, point_dir, run_sweep, split_values, sweep_table
+from kinject.report.render import sweep_table
+from kinject.sweep import parse_sweep, point_configs, point_dir, run_sweep, split_values
 from tests.test_bench import TINY_WORLD
 
 
@@ -68,6 +69,7 @@ def test_sweep_writes_summary_and_plot_and_resumes(tmp_path):
     assert on_disk == summary and on_disk["axes"] == [{"key": "para.k", "values": [0, 2, 5]}]
     assert [p["methods"]["ft-para"]["mean"]["qa.accuracy"] for p in on_disk["points"]] == pytest.approx([0, .2, .5])
     assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert '<a href="2_para.k=5/report.html">para.k=5</a>' in (out / "report.html").read_text()
     table = sweep_table(summary)
     assert "para.k" in table.splitlines()[0] and "0.500 ± 0.010" in table and "seeds: 0, 1" in table
     run_sweep(cfg, parse_sweep(["para.k=0,2,5"]), out, run, log=lambda m: None)  # the same sweep resumes

@@ -1,9 +1,11 @@
-"""The comparison table (terminal and Markdown) and report.md."""
+"""The comparison tables (terminal and Markdown: a run's, a sweep's, the paired differences) and report.md."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
+
+import yaml
 
 # (column title, metric key, format): a column is shown when any method has the metric.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -135,3 +137,22 @@ def report_markdown(results: dict[str, Any]) -> str:
                   "error (the world's difficulty cancels in a difference).", "",
                   markdown_table(header, rows), ""]
     return "\n".join(lines)
+
+
+def show_setting(value: Any) -> str:
+    """A swept setting as a short one-line string: 0.5, [qa, mcq], null."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def sweep_rows(summary: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A sweep's table (sweep.json): one row per (point, method), the swept settings first."""
+    keys = [a["key"] for a in summary["axes"]]
+    entries = [([*(show_setting(p["settings"][k]) for k in keys), name], e)
+               for p in summary["points"] for name, e in p["methods"].items()]
+    titles, rows = metric_rows(entries)
+    return [*keys, "method", *titles], rows
+
+
+def sweep_table(summary: dict[str, Any]) -> str:
+    """The sweep's table, fixed-width, and its seeds line."""
+    return "\n".join([*fixed_width(*sweep_rows(summary)), seeds_line(summary)])
