@@ -77,9 +77,11 @@ def test_report_html_has_the_table_one_image_per_chart_and_the_seeds_line():
     outline = _outline(page)
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "<link" not in page
     assert 'src="http' not in page and "url(" not in page  # self-contained: nothing fetched
-    assert outline.tags["table"] == 1  # no modifier ran beside its inner method: no paired table
-    assert [r[0] for r in outline.rows] == ["method", *ACCURACY]
-    assert outline.rows[0][1] == "MCQ acc" and outline.rows[2][1] == "0.610 ± 0.006"
+    assert outline.tags["table"] == 2 and outline.tags["details"] == 1  # the comparison, then per seed
+    main_table, per_seed = outline.rows[:5], outline.rows[5:]
+    assert [r[0] for r in main_table] == ["method", *ACCURACY]
+    assert main_table[0][1] == "MCQ acc" and main_table[2][1] == "0.610 ± 0.006"
+    assert per_seed[0][:3] == ["method", "seed", "MCQ acc"] and per_seed[6][:3] == ["ft", "2", "0.620"]
     # five measures as bars, then accuracy against retention and against training cost
     assert outline.tags["figure"] == outline.tags["img"] == 7
     assert all(src.startswith("data:image/svg+xml;base64,") for src in outline.images)
@@ -93,7 +95,7 @@ def test_paired_differences_get_their_own_table():
     results = build_results(cells, config={}, model={"name": "t", "path": "p"},
                             data={"name": "b", "documents": 1, "probes": 1, "hash": {}})
     outline = _outline(run_html(results))
-    assert outline.tags["table"] == 2 and [r[0] for r in outline.rows if "vs" in r[0]] == ["ft+rag vs ft"]
+    assert outline.tags["table"] == 3 and [r[0] for r in outline.rows if "vs" in r[0]] == ["ft+rag vs ft"]
 
 
 def test_error_bars_only_over_several_seeds_and_the_chart_says_so():

@@ -1,5 +1,9 @@
 """report.html: one self-contained page per run or sweep (tables, charts as inline SVG images).
 
+A run's page: what ran (model, corpus, seeds, precision, versions), the comparison table (the
+best mean of each accuracy column in bold), the paired differences of each ``X+mod`` against
+``X``, the trade-off charts, a bar chart per measure, and (several seeds) each cell's figures.
+
 The page needs no network and no JavaScript: CSS is inline, and every chart is an ``<img>`` whose
 source is an SVG ``data:`` URI rendered by :mod:`kinject.report.charts`. Tables are the same rows
 report.md and the terminal print (:mod:`kinject.report.render`).
@@ -15,6 +19,7 @@ from typing import Any
 from kinject.report import charts
 from kinject.report.render import (
     comparison_rows,
+    per_seed_rows,
     precision_line,
     seeds_line,
     sweep_rows,
@@ -167,6 +172,9 @@ def run_html(results: dict[str, Any]) -> str:
     if trade_offs:
         body += ["<h2>Trade-offs</h2>", '<div class="charts">', *trade_offs, "</div>"]
     body += ["<h2>Each measure</h2>", '<div class="charts">', *measure_charts(results["methods"]), "</div>"]
+    if len(results["seeds"]) > 1:
+        body += ["<details><summary>Per seed</summary>", table_html(*per_seed_rows(results), mark_best=False),
+                 "</details>"]
     return _page("kinject report", body)
 
 

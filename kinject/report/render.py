@@ -46,6 +46,14 @@ def table_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return ["method", *titles], rows
 
 
+def per_seed_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A row per (method, seed): that cell's own figures, the main table's columns."""
+    entries = [([name, seed], {"seeds": [seed], "mean": {**cell["metrics"], **cell["cost"]}, "stderr": {}})
+               for name, e in results["methods"].items() for seed, cell in e["per_seed"].items()]
+    titles, rows = metric_rows(entries)
+    return ["method", "seed", *titles], rows
+
+
 def seeds_line(results: dict[str, Any]) -> str:
     seeds = results["seeds"]
     spread = "mean ± standard error over seeds" if len(seeds) > 1 else "one seed, no error bar"
