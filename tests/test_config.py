@@ -27,6 +27,20 @@ def test_shipped_default_config_matches_the_code_defaults():
     assert load_config(REPO / "configs" / "default.yaml") == RunConfig()
 
 
+def test_default_yaml_documents_every_config_key():
+    import yaml
+
+    def leaves(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict) and v:
+                yield from leaves(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}"
+
+    shipped = set(leaves(yaml.safe_load((REPO / "configs" / "default.yaml").read_text())))
+    assert set(leaves(RunConfig().to_dict())) - shipped == set()
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_config_loads_and_names_known_methods(path):
     from kinject.methods import resolve_methods
