@@ -80,13 +80,16 @@ def test_report_html_has_the_table_one_image_per_chart_and_the_seeds_line():
     assert outline.tags["table"] == 2 and outline.tags["details"] == 1  # the comparison, then per seed
     main_table, per_seed = outline.rows[:5], outline.rows[5:]
     assert [r[0] for r in main_table] == ["method", *ACCURACY]
-    assert main_table[0][1] == "MCQ acc" and main_table[2][1] == "0.610 ± 0.006"
+    assert main_table[0][1] == "MCQ acc" and main_table[2][1:3] == ["0.610", "± 0.006"]
     assert per_seed[0][:3] == ["method", "seed", "MCQ acc"] and per_seed[6][:3] == ["ft", "2", "0.620"]
     # five measures as bars, then accuracy against retention and against training cost
     assert outline.tags["figure"] == outline.tags["img"] == 7
     assert all(src.startswith("data:image/svg+xml;base64,") for src in outline.images)
     assert "seeds: 0, 1, 2 (mean ± standard error over seeds)" in "".join(outline.text)
     assert any("against general knowledge kept" in c for c in outline.captions)
+    # the best mean of each accuracy column in bold, among the methods that inject (base is the reference)
+    assert '<td class="best">0.930<span class="se">± 0.006</span></td>' in page
+    assert page.count('<td class="best">0.950<span class="se">') == 1
 
 
 def test_paired_differences_get_their_own_table():

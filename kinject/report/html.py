@@ -27,23 +27,27 @@ from kinject.report.render import (
 )
 
 STYLE = """
-body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1200px;
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1400px;
        padding: 0 1em; color: #222; line-height: 1.4; }
 h1 { font-size: 1.6em; margin-bottom: .2em; } h2 { font-size: 1.25em; margin-top: 1.6em; }
 ul.meta { padding-left: 1.2em; font-size: .92em; color: #444; }
 code { background: #f3f3f3; padding: 0 .25em; border-radius: 3px; }
-table { border-collapse: collapse; font-size: .9em; margin: .6em 0; }
-th, td { padding: .3em .6em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+div.table { overflow-x: auto; }
+table { border-collapse: collapse; font-size: .84em; margin: .6em 0; }
+th, td { padding: .3em .5em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
+thead th { white-space: normal; vertical-align: bottom; }
 th:first-child, td:first-child { text-align: left; }
 thead th { border-bottom: 2px solid #888; }
 td.best { font-weight: 600; }
+td span.se { display: block; font-size: .8em; color: #666; font-weight: normal; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; }
 figure.chart { margin: 0; }
 figure.chart figcaption { font-size: .85em; color: #555; max-width: 32em; }
 p.note { font-size: .88em; color: #555; max-width: 60em; }
 """
 
-# Columns whose best (largest) mean is set in bold: accuracies on the injected facts and retention.
+# Columns whose best (largest) mean is set in bold: accuracies on the injected facts and retention,
+# among the methods that inject (``base`` is the reference, and keeps all its general knowledge).
 BEST_IS_HIGHEST = {"MCQ acc", "MCQ acc_norm", "QA acc", "QA EM", "QA F1", "cloze acc", "retention"}
 
 DEFINITIONS = (
@@ -73,6 +77,7 @@ def figure_html(fig: Any, alt: str, caption: str) -> str:
 def _best_columns(header: list[str], rows: list[list[str]]) -> dict[int, float]:
     """Column index -> its largest mean, for the columns in :data:`BEST_IS_HIGHEST`."""
     best = {}
+    rows = [r for r in rows if r[0] != "base"]
     for i, title in enumerate(header):
         if title in BEST_IS_HIGHEST:
             means = [_mean_of(r[i]) for r in rows]
@@ -91,17 +96,20 @@ def _mean_of(text: str) -> float | None:
 
 
 def table_html(header: list[str], rows: list[list[str]], mark_best: bool = True) -> str:
-    """An HTML table of the given rows; the best mean of each accuracy column in bold."""
+    """An HTML table of the given rows; a standard error under its mean, the best mean of each accuracy
+    column in bold."""
     best = _best_columns(header, rows) if mark_best else {}
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = []
     for r in rows:
         cells = []
         for i, c in enumerate(r):
-            cls = ' class="best"' if i in best and _mean_of(c) == best[i] else ""
-            cells.append(f"<td{cls}>{html.escape(c)}</td>")
+            cls = ' class="best"' if i in best and r[0] != "base" and _mean_of(c) == best[i] else ""
+            mean, plus, se = c.partition(" ± ")
+            shown = html.escape(mean) + (f'<span class="se">± {html.escape(se)}</span>' if plus else "")
+            cells.append(f"<td{cls}>{shown}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def trade_off_charts(methods: dict[str, dict[str, Any]]) -> list[str]:
