@@ -1,4 +1,8 @@
-"""What the machine can do fast: bf16 autocast only where the hardware runs it natively.
+"""Where kinject computes, and what the machine does fast there.
+
+:func:`compute_device` is the one place that decides the device: every model and module kinject
+builds (the evaluated or trained model, a paraphraser, the embedder, a generator's inputs) goes
+there. bf16 autocast is used only where the hardware runs it natively.
 
 On a CPU without AVX-512 BF16 or AMX (e.g. an AVX2-only EPYC), PyTorch's bf16 matmul falls
 back to a slow path: measured here at 1.2 GFLOP/s against 116 GFLOP/s in fp32.
@@ -8,8 +12,35 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import TypeVar
 
 import torch
+
+from kinject.errors import UserError
+
+M = TypeVar("M", bound=torch.nn.Module)
+
+
+def compute_device() -> torch.device:
+    """This process's device, as accelerate's state picks it: the rank's GPU under a distributed
+    launch, else the one CUDA (or MPS, XPU, ...) device, else the CPU.
+
+    More than one visible GPU in a single process is refused (a plain run would use one and leave
+    the rest idle, and transformers' DataParallel would split the perturbation methods' copies).
+    """
+    from accelerate import PartialState
+
+    state = PartialState()
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if state.num_processes == 1 and gpus > 1:
+        raise UserError(f"{gpus} GPUs are visible to one process: launch with `accelerate launch` or `torchrun` "
+                        "to use them all, or pick one with CUDA_VISIBLE_DEVICES=0")
+    return state.device
+
+
+def place(module: M) -> M:
+    """Move ``module`` (parameters and buffers) to :func:`compute_device`; returns it."""
+    return module.to(compute_device())
 
 
 @functools.cache

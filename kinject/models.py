@@ -98,11 +98,14 @@ def resolve_model_path(name: str) -> str:
 def load_model(name: str = DEFAULT_MODEL, dtype: str = "float32") -> LoadedModel:
     """Load ``name`` (the embedded default, a local HF directory or a hub id) for causal LM use.
 
-    The tokenizer gets a pad token (EOS if it has none) and left padding for batched generation.
+    The tokenizer gets a pad token (EOS if it has none) and left padding for batched generation;
+    the model goes to :func:`kinject.hardware.compute_device`.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
+
+    from kinject.hardware import place
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -115,5 +118,6 @@ def load_model(name: str = DEFAULT_MODEL, dtype: str = "float32") -> LoadedModel
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = "left"
+    model = place(model)
     model.eval()
     return LoadedModel(model, tok, name, path)

@@ -129,7 +129,7 @@ class LocalGenerator:
         for start in range(0, len(requests), self.cfg.batch_size):
             batch = requests[start:start + self.cfg.batch_size]
             prompts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
-            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+            enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             torch.manual_seed(_batch_seed(self.cfg.seed, batch))
             with torch.no_grad():
                 ids = model.generate(**enc, do_sample=self.cfg.temperature > 0,

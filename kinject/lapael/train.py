@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import torch
 
 from kinject.errors import UserError
+from kinject.hardware import compute_device, place
 from kinject.lapael.config import LapaelConfig
 from kinject.lapael.paraphraser import LatentParaphraser
 from kinject.lapael.targets import TrainingSentence, answer_states
@@ -115,8 +116,8 @@ def train_paraphraser(model, pad_id: int, sentences: Sequence[TrainingSentence],
     rng = random.Random(seed)
     model.requires_grad_(False)
     model.eval()
-    device = next(model.parameters()).device
-    para = LatentParaphraser(model.config.hidden_size, layers, cfg.mask_temperature).to(device)
+    device = compute_device()
+    para = place(LatentParaphraser(model.config.hidden_size, layers, cfg.mask_temperature))
     opt = torch.optim.AdamW(para.parameters(), lr=cfg.lr, weight_decay=0.0)
     masks_only = [p for name, p in para.named_parameters() if ".mask." in name]
     groups = [[p for name, p in para.named_parameters() if ".mask." not in name], masks_only]

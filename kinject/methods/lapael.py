@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
+from kinject.hardware import place
 from kinject.lapael.paraphraser import load_paraphraser, resolve_paraphraser
 from kinject.methods.finetune import check_paraphrases, document_texts, finetune, paraphrase_texts
 from kinject.methods.noise import check_noise
@@ -32,7 +33,7 @@ def _with_paraphraser(req: InjectRequest, texts: list[str], epochs: float | None
     path = resolve_paraphraser(req.cfg.lapael.paraphraser, req.cfg.model)
     para = load_paraphraser(path)
     para.check_fits(req.loaded.model, f"lapael.paraphraser {path}")
-    para.to(next(req.loaded.model.parameters()).device)
+    place(para)
     return finetune(req, texts, epochs=epochs, copies=req.cfg.noise.copies, perturbation=para.perturbation(),
                     paraphraser=str(path), paraphraser_layers=para.layers, **info)
 

@@ -100,12 +100,14 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
+        from kinject.hardware import compute_device
+
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         self.name = name
         self.path = resolve_embedder_path(name)
         try:
-            self.model = SentenceTransformer(self.path, device="cpu")
+            self.model = SentenceTransformer(self.path, device=str(compute_device()))
         except (OSError, ValueError) as exc:
             raise UserError(f"embedder {name!r}: could not be loaded ({str(exc).splitlines()[0]})") from None
         self.fingerprint = directory_fingerprint(self.path)

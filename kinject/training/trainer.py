@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import torch
 
 from kinject.errors import UserError
-from kinject.hardware import resolve_bf16
+from kinject.hardware import compute_device, resolve_bf16
 from kinject.training.perturb import Perturbation, decoder_layers, perturbed
 
 
@@ -226,7 +226,7 @@ def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConf
             output_dir=tmp, per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
             num_train_epochs=cfg.epochs, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler,
             warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
-            bf16=resolve_bf16(cfg.bf16), use_cpu=not torch.cuda.is_available(), seed=seed, data_seed=seed,
+            bf16=resolve_bf16(cfg.bf16), use_cpu=compute_device().type == "cpu", seed=seed, data_seed=seed,
             logging_steps=max(1, math.ceil(len(dataset) / (cfg.batch_size * cfg.grad_accum)) // 2),
             save_strategy="no", report_to=[], disable_tqdm=not cfg.progress, remove_unused_columns=False,
             dataloader_num_workers=0,
