@@ -42,6 +42,17 @@ def spread(entry: dict[str, Any], key: str) -> float | None:
     return entry["stderr"].get(key)
 
 
+def error_bars(errs: list[float | None]) -> list[float] | None:
+    """matplotlib's ``yerr`` for points whose standard errors are ``errs``: None draws no bars at all
+    (every point from one seed), else 0 for a point without one."""
+    return [e or 0.0 for e in errs] if any(e is not None for e in errs) else None
+
+
+def is_numeric(values: list[Any]) -> bool:
+    """Every value a number (bools are not)."""
+    return all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+
+
 def error_note(entries: list[dict[str, Any]]) -> str:
     """What the error bars of a chart over ``entries`` are, in a few words."""
     counts = {len(e.get("seeds", [])) for e in entries}
@@ -71,9 +82,8 @@ def bar_chart(methods: dict[str, dict[str, Any]], title: str, key: str) -> Any |
         return None
     fig, ax = plt.subplots(figsize=(max(3.0, 0.55 * len(names) + 1.2), 3.2))
     errs = [spread(methods[m], key) for m in names]
-    yerr = [e or 0.0 for e in errs] if any(e is not None for e in errs) else None
     heights = [methods[m]["mean"][key] for m in names]
-    ax.bar(range(len(names)), heights, yerr=yerr, capsize=4, color=[styles[m][0] for m in names])
+    ax.bar(range(len(names)), heights, yerr=error_bars(errs), capsize=4, color=[styles[m][0] for m in names])
     for i, (h, e) in enumerate(zip(heights, errs)):
         ax.text(i, min(h + (e or 0.0), 1.0) + 0.015, f"{h:.2f}", ha="center", va="bottom", fontsize="x-small")
     ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize="small")
@@ -123,7 +133,7 @@ def scatter_chart(methods: dict[str, dict[str, Any]], x: tuple[str, str], y: tup
 def count_scale(values: list[Any]) -> str | None:
     """The x scale a sweep axis needs: "symlog" for counts from 0 spanning a decade (0, 1, 2, 5, 10),
     "log" for positive values spanning a decade (lr 1e-5..1e-3), None for linear (or non-numeric)."""
-    if not values or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+    if not values or not is_numeric(values):
         return None
     positive = [v for v in values if v > 0]
     if not positive or max(positive) < 10 * min(positive) or any(v < 0 for v in values):
@@ -139,8 +149,7 @@ def sweep_chart(summary: dict[str, Any]) -> Any | None:
     axis = summary["axes"][0]
     values = list(axis["values"])
     scale = count_scale(values)
-    numeric = scale is not None or all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
-    xs = values if numeric else list(range(len(values)))
+    xs = values if is_numeric(values) else list(range(len(values)))
     points = summary["points"]
     panels = [(t, k) for t, k in MEASURES if any(k in e["mean"] for p in points for e in p["methods"].values())]
     if not panels:
@@ -153,10 +162,9 @@ def sweep_chart(summary: dict[str, Any]) -> Any | None:
             have = [(x, p["methods"][m]) for x, p in zip(xs, points) if key in p["methods"].get(m, {}).get("mean", {})]
             if not have:
                 continue
-            errs = [spread(e, key) for _, e in have]
             colour, marker = styles[m]
             ax.errorbar([x for x, _ in have], [e["mean"][key] for _, e in have],
-                        yerr=[s or 0.0 for s in errs] if any(s is not None for s in errs) else None,
+                        yerr=error_bars([spread(e, key) for _, e in have]),
                         marker=marker, markersize=6, markerfacecolor="none", markeredgewidth=1.5, capsize=3,
                         color=colour, label=m, clip_on=False)
         if scale == "symlog":

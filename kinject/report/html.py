@@ -19,6 +19,7 @@ from typing import Any
 from kinject.report import charts
 from kinject.report.render import (
     comparison_rows,
+    corpus_line,
     per_seed_rows,
     precision_line,
     seeds_line,
@@ -35,9 +36,8 @@ code { background: #f3f3f3; padding: 0 .25em; border-radius: 3px; }
 div.table { overflow-x: auto; }
 table { border-collapse: collapse; font-size: .84em; margin: .6em 0; }
 th, td { padding: .3em .5em; border-bottom: 1px solid #ddd; text-align: right; white-space: nowrap; }
-thead th { white-space: normal; vertical-align: bottom; }
 th:first-child, td:first-child { text-align: left; }
-thead th { border-bottom: 2px solid #888; }
+thead th { border-bottom: 2px solid #888; white-space: normal; vertical-align: bottom; }
 td.best { font-weight: 600; }
 td span.se { display: block; font-size: .8em; color: #666; font-weight: normal; }
 .charts { display: flex; flex-wrap: wrap; gap: 1em; }
@@ -153,14 +153,11 @@ def _li(text: str) -> str:
 
 def run_html(results: dict[str, Any]) -> str:
     """report.html for a run (results.json): what ran, the table, paired differences, the charts."""
-    data, model = results["data"], results["model"]
-    corpus = (f"corpus: {data['name']} ({data['documents']} documents, {data['probes']} probes"
-              + (f", {data['generated_probes']} of them written by an LLM" if data.get("generated_probes") else "")
-              + ")")
+    model = results["model"]
     body = [
         "<h1>kinject report</h1>",
         '<ul class="meta">',
-        _li(f"model: {model['name']} ({model['path']})"), _li(corpus),
+        _li(f"model: {model['name']} ({model['path']})"), _li(corpus_line(results["data"])),
         f'<li class="seeds">{html.escape(seeds_line(results))}</li>',
         _li(precision_line(results)),
         _li("versions: " + ", ".join(f"{k} {v}" for k, v in results["versions"].items())),

@@ -115,6 +115,13 @@ def comparison_rows(results: dict[str, Any]) -> tuple[list[str], list[list[str]]
     return ["paired by seed", *titles], rows
 
 
+def corpus_line(data: dict[str, Any]) -> str:
+    """``corpus: NAME (N documents, M probes[, G of them written by an LLM])`` from results.json's data."""
+    generated = data.get("generated_probes")
+    return (f"corpus: {data['name']} ({data['documents']} documents, {data['probes']} probes"
+            + (f", {generated} of them written by an LLM" if generated else "") + ")")
+
+
 def report_markdown(results: dict[str, Any]) -> str:
     """report.md: what was run, the table, and where the per-probe records are."""
     data, model = results["data"], results["model"]
@@ -122,10 +129,7 @@ def report_markdown(results: dict[str, Any]) -> str:
         "# kinject report",
         "",
         f"- model: `{model['name']}` (`{model['path']}`)",
-        f"- corpus: {data['name']} ({data['documents']} documents, {data['probes']} probes"
-        + (f", {data['generated_probes']} of them written by an LLM" if data.get("generated_probes") else "")
-        + "); "
-        f"data hash per seed: {', '.join(f'{s}: {h}' for s, h in data['hash'].items())}",
+        f"- {corpus_line(data)}; data hash per seed: {', '.join(f'{s}: {h}' for s, h in data['hash'].items())}",
         f"- {seeds_line(results)}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in results['versions'].items())}",
         f"- {precision_line(results)}",
