@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -32,11 +33,12 @@ from kinject.data.loaders import load_corpus
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.evaluation.runner import evaluate
-from kinject.hardware import precision
+from kinject.hardware import dtype_name, precision, resolve_dtype
 from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
-from kinject.models import load_model, resolve_model_path
+from kinject.models import load_model, resolve_model_path, save_injected
 from kinject.report.aggregate import build_results, flatten_metrics
 from kinject.report.files import write_run_reports
+from kinject.training.trainer import check_master_weights, training_arguments
 
 
 def _identity(config: Any) -> Any:
@@ -89,7 +91,7 @@ def inject(method: str, seed: int, corpus: Corpus, cfg: RunConfig, workdir: Path
     """
     spec = get_method(method)
     _seed_everything(seed)
-    req = InjectRequest(load_model(cfg.model), corpus, cfg, seed, workdir)
+    req = InjectRequest(load_model(cfg.model, cfg.model_dtype), corpus, cfg, seed, workdir)
     if inner is not None and spec.wrap is not None:
         injected = spec.wrap(inner, req)
         injected.info = {**injected.info, "reused": spec.inner}
@@ -110,8 +112,7 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
     eval_seconds = time.perf_counter() - eval_start
     write_jsonl(out / "samples" / f"{method}-seed{seed}.jsonl", samples)
     if cfg.save_models and injected.train_steps:
-        injected.model.save_pretrained(workdir)
-        injected.tokenizer.save_pretrained(workdir)
+        save_injected(injected.model, injected.tokenizer, workdir, cfg.model, merged=cfg.save_merged)
     cell = {
         "method": method,
         "seed": seed,
@@ -125,7 +126,8 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
             "eval_seconds": eval_seconds,
             "wall_seconds": time.perf_counter() - start,
         },
-        "precision": {"train": precision(cfg.train.bf16) if injected.train_steps else None,
+        "precision": {"weights": dtype_name(next(injected.model.parameters()).dtype),
+                      "train": precision(cfg.train.bf16) if injected.train_steps else None,
                       "eval": precision(cfg.eval.bf16)},
         "info": injected.info,
     }
@@ -137,6 +139,11 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     methods = resolve_methods(cfg.methods)
     if not cfg.seeds:
         raise UserError("seeds: give at least one seed")
+    resolve_dtype(cfg.model_dtype)
+    if any(get_method(m).trains for m in methods):  # train.* checked before any work
+        with tempfile.TemporaryDirectory() as tmp:
+            training_arguments(cfg.train, tmp, 0, 1)
+        check_master_weights(cfg.train)
     corpora = {seed: load_corpus(cfg.data, seed) for seed in cfg.seeds}
     for corpus in corpora.values():
         for method in methods:

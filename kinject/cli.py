@@ -188,6 +188,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
     from kinject.bench import inject
     from kinject.data.loaders import load_corpus
     from kinject.methods import get_method
+    from kinject.models import save_injected
 
     cfg = _load_cfg(args)
     out = _fresh(args.out)
@@ -196,11 +197,11 @@ def cmd_inject(args: argparse.Namespace) -> int:
     if spec.check is not None:
         spec.check(corpus, cfg)
     injected = inject(args.method, args.seed, corpus, cfg, out)
-    model = injected.model.merge_and_unload() if hasattr(injected.model, "merge_and_unload") else injected.model
-    model.save_pretrained(out)
-    injected.tokenizer.save_pretrained(out)
+    written = save_injected(injected.model, injected.tokenizer, out, cfg.model, merged=cfg.save_merged)
+    what = "LoRA adapter" if hasattr(injected.model, "peft_config") else "model"
     print(f"{args.method} (seed {args.seed}): {injected.train_tokens} tokens trained in "
-          f"{injected.train_seconds:.0f} s; model saved to {out}")
+          f"{injected.train_seconds:.0f} s; {what} saved to {out}"
+          + (f" (merged: {written[1]})" if len(written) > 1 else ""))
     if injected.context is not None:
         print(f"retrieval index saved to {out / 'index'}; evaluate with: kinject eval --model {out} "
               f"retrieval.index={out / 'index'}")
@@ -225,7 +226,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if not probes:
             raise UserError(f"{args.probes}: no probes")
         corpus = Corpus(name=Path(args.probes).name, documents=[], probes=probes, fewshot=list(RETENTION_FEWSHOT))
-    loaded = load_model(args.model)
+    loaded = load_model(args.model, cfg.model_dtype)
     context = None
     if cfg.retrieval.index is not None:  # answer with retrieved passages, as rag does
         from kinject.retrieval.retriever import RetrievalContext, check_retrieval_config, open_retriever
@@ -283,7 +284,7 @@ def cmd_train_paraphraser(args: argparse.Namespace) -> int:
     out = _fresh(args.out)
     check_train_config(cfg.lapael)
     name, facts, paraphrases = load_paraphrase_data(args.corpus, cfg.data, args.seed)
-    loaded = load_model(cfg.model)
+    loaded = load_model(cfg.model, cfg.model_dtype)
     command = "kinject " + shlex.join(args.argv)
     training = fit_paraphraser(loaded, name, facts, paraphrases, cfg.lapael, args.seed, command,
                                log=lambda m: print(m, file=sys.stderr, flush=True))

@@ -53,11 +53,17 @@ class DataConfig:
 
 @dataclass
 class RunConfig:
-    """Everything one ``kinject bench`` run needs. ``seeds`` are run seeds (world + training)."""
+    """Everything one ``kinject bench`` run needs. ``seeds`` are run seeds (world + training).
+
+    ``model_dtype``: the dtype the model is loaded, evaluated and saved in (``auto``: bfloat16
+    where the hardware runs it natively, else float32); training keeps fp32 master weights unless
+    ``train.master_weights=model``.
+    """
 
     model: str = DEFAULT_MODEL
     methods: list[str] = field(default_factory=lambda: list(DEFAULT_SUITE))
     seeds: list[int] = field(default_factory=lambda: [0])
+    model_dtype: str = "auto"
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     para: ParaConfig = field(default_factory=ParaConfig)
@@ -70,6 +76,7 @@ class RunConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_models: bool = False
+    save_merged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -89,6 +96,9 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
     if hint is type(None):
         if value is None:
             return None
+    elif origin is dict:
+        if isinstance(value, dict):
+            return {str(k): v for k, v in value.items()}
     elif origin is list:
         (item,) = typing.get_args(hint)
         if isinstance(value, str):
@@ -134,6 +144,10 @@ def _set(obj: Any, path: list[str], value: Any, where: str) -> None:
             setattr(target, part, checked)
             return
         target = getattr(target, part)
+        if isinstance(target, dict):  # a free mapping (train.args): its keys are checked where it is used
+            rest = ".".join(path[i + 1:])
+            target[rest] = value.parsed if isinstance(value, _Override) else value
+            return
         if not dataclasses.is_dataclass(target):
             raise UserError(f"{where}unknown config key {key!r}")
 

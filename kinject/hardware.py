@@ -2,7 +2,8 @@
 
 :func:`compute_device` is the one place that decides the device: every model and module kinject
 builds (the evaluated or trained model, a paraphraser, the embedder, a generator's inputs) goes
-there. bf16 autocast is used only where the hardware runs it natively.
+there. bf16 (weights with :func:`resolve_dtype`, autocast with :func:`resolve_bf16`) is used only
+where the hardware runs it natively.
 
 On a CPU without AVX-512 BF16 or AMX (e.g. an AVX2-only EPYC), PyTorch's bf16 matmul falls
 back to a slow path: measured here at 1.2 GFLOP/s against 116 GFLOP/s in fp32.
@@ -60,6 +61,25 @@ def resolve_bf16(setting: str | bool) -> bool:
     if setting == "auto":
         return bf16_is_fast()
     raise ValueError(f"bf16 must be auto, true or false, not {setting!r}")
+
+
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+          "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_dtype(setting: str, key: str = "model_dtype") -> torch.dtype:
+    """The dtype a ``model_dtype`` setting loads weights in: ``auto`` = bfloat16 where the hardware
+    runs it natively (:func:`bf16_is_fast`), else float32; or float32/bfloat16/float16 by name."""
+    if setting == "auto":
+        return torch.bfloat16 if bf16_is_fast() else torch.float32
+    if setting not in DTYPES:
+        raise UserError(f"{key}: {setting!r} is not auto, float32, bfloat16 or float16")
+    return DTYPES[setting]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"``."""
+    return str(dtype).removeprefix("torch.")
 
 
 def precision(setting: str | bool) -> str:

@@ -10,8 +10,8 @@ from kinject.errors import UserError
 
 TINY_WORLD = ["data.builtin.test_people=2", "data.builtin.test_orgs=1", "data.builtin.train_people=2",
               "data.builtin.train_orgs=1", "data.builtin.paraphrases=2", "para.k=2", "train.epochs=1",
-              "train.bf16=false", "train.progress=false", "eval.bf16=false", "eval.progress=false",
-              "eval.max_new_tokens=3", "eval.cloze_max_new_tokens=3", "eval.limit=4"]
+              "model_dtype=float32", "train.bf16=false", "train.progress=false", "eval.bf16=false",
+              "eval.progress=false", "eval.max_new_tokens=3", "eval.cloze_max_new_tokens=3", "eval.limit=4"]
 
 
 def _cfg(model_dir, *extra):
@@ -37,9 +37,9 @@ def test_bench_writes_a_complete_run_directory(tiny_model_dir, tmp_path):
     assert 0 <= results["methods"]["ft"]["mean"]["retention.accuracy"] <= 1
     assert "± " in (out / "report.md").read_text()
     base_cell, ft_cell = (on_disk["methods"][m]["per_seed"]["0"] for m in ("base", "ft"))
-    assert base_cell["precision"] == {"train": None, "eval": "fp32"}  # base trains nothing
-    assert ft_cell["precision"] == {"train": "fp32", "eval": "fp32"}  # bf16=false, whatever the machine
-    assert "- precision: train fp32, eval fp32" in (out / "report.md").read_text()
+    assert base_cell["precision"] == {"weights": "float32", "train": None, "eval": "fp32"}  # base trains nothing
+    assert ft_cell["precision"] == {"weights": "float32", "train": "fp32", "eval": "fp32"}  # whatever the machine
+    assert "- precision: weights float32, train fp32, eval fp32" in (out / "report.md").read_text()
 
 
 def test_precision_line_names_the_cells_that_differ():
@@ -50,7 +50,8 @@ def test_precision_line_names_the_cells_that_differ():
 
     results = {"methods": {"base": {"per_seed": {"0": cell(None, "bf16", 0)}},
                            "ft": {"per_seed": {"0": cell("bf16", "bf16"), "1": cell("fp32", "bf16")}}}}
-    assert precision_line(results) == "precision: train mixed: bf16 (ft-seed0); fp32 (ft-seed1), eval bf16"
+    assert precision_line(results) == ("precision: weights unrecorded, train mixed: bf16 (ft-seed0); fp32 (ft-seed1), "
+                                       "eval bf16")
     del results["methods"]["ft"]["per_seed"]["1"]["precision"]  # a cell from before kinject recorded it
     assert "fp32" not in precision_line(results) and "unrecorded (ft-seed1)" in precision_line(results)
 

@@ -98,3 +98,75 @@ def test_unknown_mode_and_bad_layer_slice_are_user_errors(tiny):
         prepare_trainable(tiny.model, TrainConfig(mode="half"))
     with pytest.raises(UserError, match=r"train\.layers"):
         prepare_trainable(tiny.model, TrainConfig(mode="subset", layers="a:b"))
+
+
+def test_a_bf16_model_trains_on_fp32_master_weights_and_returns_in_bf16(tiny_model_dir):
+    from kinject.models import load_model
+
+    lm = load_model(str(tiny_model_dir), "bfloat16")
+    model, res = train_causal_lm(lm.model, lm.tokenizer, [TEXT] * 4, _cfg(epochs=5.0, bf16=True), seed=0)
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    assert res.losses[-1] < res.losses[0] - 0.5
+    # master_weights=model: the optimizer updates the bf16 weights themselves
+    seen = []
+    lm = load_model(str(tiny_model_dir), "bfloat16")
+    lm.model.register_forward_pre_hook(lambda m, a: seen.append(next(m.parameters()).dtype))
+    train_causal_lm(lm.model, lm.tokenizer, [TEXT] * 2, _cfg(epochs=1.0, bf16=True, master_weights="model"), seed=0)
+    assert seen and set(seen) == {torch.bfloat16}
+    seen.clear()
+    lm = load_model(str(tiny_model_dir), "bfloat16")
+    lm.model.register_forward_pre_hook(lambda m, a: seen.append(next(m.parameters()).dtype))
+    train_causal_lm(lm.model, lm.tokenizer, [TEXT] * 2, _cfg(epochs=1.0, bf16=True), seed=0)
+    assert seen and set(seen) == {torch.float32}
+
+
+def test_gradient_checkpointing_trains_the_same_model(tiny_model_dir):
+    from kinject.models import load_model
+
+    params = []
+    for checkpointing in (False, True):
+        lm = load_model(str(tiny_model_dir), "float32")
+        model, _ = train_causal_lm(lm.model, lm.tokenizer, [TEXT, TEXT + " More."], _cfg(
+            gradient_checkpointing=checkpointing), seed=3)
+        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(params[0], params[1], atol=1e-5)
+
+
+def test_train_args_pass_through_and_refuse_what_kinject_sets(tmp_path):
+    import pytest
+
+    from kinject.errors import UserError
+    from kinject.training.trainer import training_arguments
+
+    args = training_arguments(_cfg(args={"logging_first_step": True, "optim_args": "foo=1"}, optim="adafactor",
+                                   gradient_checkpointing=True), str(tmp_path), 0, 1)
+    assert args.logging_first_step and args.optim_args == "foo=1" and args.optim == "adafactor"
+    assert args.gradient_checkpointing and args.report_to in ([], "none", ["none"])
+    with pytest.raises(UserError, match=r"train\.args\.learning_rate: set by kinject; use train\.lr"):
+        training_arguments(_cfg(args={"learning_rate": 1.0}), str(tmp_path), 0, 1)
+    with pytest.raises(UserError, match=r"train\.args\.nonsense: not a transformers TrainingArguments key"):
+        training_arguments(_cfg(args={"nonsense": 1}), str(tmp_path), 0, 1)
+    with pytest.raises(UserError, match=r"^train: "):
+        training_arguments(_cfg(optim="no-such-optimizer"), str(tmp_path), 0, 1)
+
+
+def test_a_lora_adapter_is_saved_and_loaded_back_merged(tiny_model_dir, tmp_path):
+    import json
+
+    from kinject.models import ADAPTER_BASE, load_model, save_injected
+
+    lm = load_model(str(tiny_model_dir), "float32")
+    model, _ = train_causal_lm(lm.model, lm.tokenizer, [TEXT] * 4, _cfg(mode="lora", lora_r=4), seed=0)
+    written = save_injected(model, lm.tokenizer, tmp_path / "out", str(tiny_model_dir), merged=True)
+    assert written == [tmp_path / "out", tmp_path / "out" / "merged"]
+    assert (tmp_path / "out" / "adapter_model.safetensors").is_file()
+    assert not (tmp_path / "out" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "out" / ADAPTER_BASE).read_text()) == {"base_model": str(tiny_model_dir)}
+    ids = torch.tensor([training_rows(lm.tokenizer, [TEXT], 256)[0]["input_ids"]])
+    with torch.no_grad():
+        trained = model(input_ids=ids).logits
+        from_adapter = load_model(str(tmp_path / "out"), "float32").model(input_ids=ids).logits
+        merged = load_model(str(tmp_path / "out" / "merged"), "float32").model(input_ids=ids).logits
+        untrained = load_model(str(tiny_model_dir), "float32").model(input_ids=ids).logits
+    assert torch.allclose(trained, from_adapter, atol=1e-4) and torch.allclose(trained, merged, atol=1e-4)
+    assert not torch.allclose(trained, untrained, atol=1e-4)

@@ -100,7 +100,8 @@ class LocalGenerator:
     """A transformers causal LM with a chat template, sampled in batches (left padding).
 
     ``loaded``: the model already in memory (a :class:`~kinject.models.LoadedModel` of
-    ``cfg.model``), else it is loaded on the first request.
+    ``cfg.model``), else it is loaded on the first request (``model_dtype`` auto). The cache key
+    holds the weights' dtype: replies sampled in bf16 are not served to an fp32 run.
     """
 
     cfg: GenerationConfig
@@ -108,11 +109,13 @@ class LocalGenerator:
     fingerprint: str = ""
 
     def __post_init__(self) -> None:
+        from kinject.hardware import dtype_name, resolve_dtype
         from kinject.models import resolve_model_path
 
         path = resolve_model_path(self.cfg.model)
-        self.fingerprint = json.dumps({"backend": "local", "model": self.cfg.model,
-                                       "weights": _model_fingerprint(path), **_sampling(self.cfg)}, sort_keys=True)
+        dtype = resolve_dtype("auto") if self.loaded is None else next(self.loaded.model.parameters()).dtype
+        self.fingerprint = json.dumps({"backend": "local", "model": self.cfg.model, "weights": _model_fingerprint(path),
+                                       "dtype": dtype_name(dtype), **_sampling(self.cfg)}, sort_keys=True)
 
     def sample(self, requests: list[Messages], n: int) -> list[Sampled]:
         import torch

@@ -78,13 +78,15 @@ class LatentParaphraser(nn.Module):
         self.mask_logits: dict[int, torch.Tensor] = {}  # recorded per layer while gold masks are given
 
     def perturb(self, h: torch.Tensor, layer: int, context: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Perturb hidden states ``h`` (rows, T, d) of decoder layer ``layer``.
+        """Perturb hidden states ``h`` (rows, T, d) of decoder layer ``layer``; computed in the
+        paraphraser's dtype (the caller casts the result back to the model's).
 
         ``context["keep"]`` (rows, T; bool), when present, is the gold mask (True = entity token,
         left alone; everything else perturbed) and the mask logits are recorded for the mask loss;
         otherwise the mask is sampled from the learned logits.
         """
         net = self.nets[str(layer)]
+        h = h.to(net.mu.weight.dtype)  # a bf16 model's states meet the paraphraser's fp32 weights
         keep = context.get("keep")
         if keep is not None:
             self.mask_logits[layer] = net.mask_logits(h.detach())

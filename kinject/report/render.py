@@ -61,13 +61,15 @@ def seeds_line(results: dict[str, Any]) -> str:
 
 
 def precision_line(results: dict[str, Any]) -> str:
-    """The arithmetic the cells trained and evaluated in (``bf16: auto`` resolves by machine), with
-    the cells named where they differ; "unrecorded" for cells written before kinject recorded it."""
-    seen: dict[str, dict[str, list[str]]] = {"train": {}, "eval": {}}
+    """The weights' dtype and the arithmetic the cells trained and evaluated in (``auto`` resolves
+    by machine), with the cells named where they differ; "unrecorded" for cells written before
+    kinject recorded it."""
+    seen: dict[str, dict[str, list[str]]] = {"weights": {}, "train": {}, "eval": {}}
     for name, entry in results["methods"].items():
         for seed, cell in entry["per_seed"].items():
             trained = cell.get("cost", {}).get("train_steps")
-            recorded = cell.get("precision") or {"train": "unrecorded" if trained else None, "eval": "unrecorded"}
+            recorded = {"weights": "unrecorded", "train": "unrecorded" if trained else None, "eval": "unrecorded",
+                        **cell.get("precision", {})}
             for part, groups in seen.items():
                 if recorded[part] is not None:
                     groups.setdefault(recorded[part], []).append(f"{name}-seed{seed}")

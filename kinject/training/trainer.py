@@ -8,11 +8,13 @@ adapters (peft), or a subset of decoder layers and modules (e.g. LaPael's MLPs o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -32,6 +34,14 @@ class TrainConfig:
     ``max_length`` is in tokens; each text is cut into chunks of at most that length.
     ``batch_size`` is per device; the effective batch is batch_size x grad_accum x devices.
     ``warmup``: linear warm-up, a share of all steps when < 1, else a step count.
+    ``optim``: a transformers optimizer name (adamw_torch, adafactor, adamw_bnb_8bit, ...).
+    ``master_weights``: ``float32`` trains the full/subset model in fp32 (the weights the optimizer
+    updates; autocast computes in bf16 where ``bf16``) and casts it back to the model's dtype after
+    training; ``model`` trains in the model's own dtype (less memory, the optimizer's updates rounded
+    to it). LoRA adapters are always fp32 over a base in the model's dtype.
+    ``gradient_checkpointing``: recompute activations in the backward pass (non-reentrant).
+    ``args``: further ``transformers.TrainingArguments`` keys, passed through as given (report_to,
+    fsdp, deepspeed, dataloader_num_workers, ...); keys kinject sets from the fields above are refused.
     """
 
     mode: str = "full"
@@ -53,7 +63,71 @@ class TrainConfig:
     lora_targets: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
+    optim: str = "adamw_torch"
+    master_weights: str = "float32"
+    gradient_checkpointing: bool = False
+    args: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
+
+
+# TrainingArguments keys kinject derives from TrainConfig (or fixes): train.args may not set them.
+_OWN_ARGS = {"output_dir": "", "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
+             "num_train_epochs": "epochs", "learning_rate": "lr", "lr_scheduler_type": "scheduler",
+             "warmup_steps": "warmup", "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm",
+             "bf16": "bf16", "use_cpu": "", "seed": "", "data_seed": "", "optim": "optim",
+             "gradient_checkpointing": "gradient_checkpointing", "gradient_checkpointing_kwargs": "",
+             "activation_checkpointing": "gradient_checkpointing", "activation_checkpointing_kwargs": "",
+             "save_strategy": "", "remove_unused_columns": "",
+             "disable_tqdm": "progress", "logging_steps": ""}
+
+
+def training_arguments(cfg: TrainConfig, output_dir: str, seed: int, logging_steps: int):
+    """The ``transformers.TrainingArguments`` of a run: ``cfg``'s fields, then ``cfg.args`` passed
+    through. A key of ``cfg.args`` that is unknown, or set by kinject itself, is a UserError."""
+    from transformers import TrainingArguments
+
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for key in cfg.args:
+        if key in _OWN_ARGS:
+            own = _OWN_ARGS[key]
+            raise UserError(f"train.args.{key}: set by kinject" + (f"; use train.{own}" if own else ""))
+        if key not in known:
+            raise UserError(f"train.args.{key}: not a transformers TrainingArguments key")
+    settings: dict[str, Any] = {"report_to": [], "dataloader_num_workers": 0, **cfg.args}
+    if cfg.gradient_checkpointing:  # transformers 5.x renamed the argument; either spelling works
+        name = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
+        settings |= {name: True, f"{name}_kwargs": {"use_reentrant": False}}
+    try:
+        return TrainingArguments(
+            output_dir=output_dir, per_device_train_batch_size=cfg.batch_size,
+            gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs, learning_rate=cfg.lr,
+            lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay,
+            max_grad_norm=cfg.max_grad_norm, bf16=resolve_bf16(cfg.bf16), use_cpu=compute_device().type == "cpu",
+            seed=seed, data_seed=seed, optim=cfg.optim, logging_steps=logging_steps, save_strategy="no",
+            disable_tqdm=not cfg.progress, remove_unused_columns=False, **settings)
+    except (ValueError, TypeError, ImportError) as exc:
+        raise UserError(f"train: {str(exc).splitlines()[0]}") from None
+
+
+def check_master_weights(cfg: TrainConfig) -> None:
+    if cfg.master_weights not in ("float32", "model"):
+        raise UserError(f"train.master_weights: {cfg.master_weights!r} is not float32 or model")
+
+
+@contextlib.contextmanager
+def master_weights(model, cfg: TrainConfig) -> Iterator[None]:
+    """Within the block, a full/subset model in fp32 when ``cfg.master_weights`` is float32 (and it
+    is not already); cast back to its dtype afterwards. LoRA and ``master_weights=model``: unchanged."""
+    check_master_weights(cfg)
+    dtype = next(model.parameters()).dtype
+    upcast = cfg.mode != "lora" and cfg.master_weights == "float32" and dtype != torch.float32
+    if upcast:
+        model.float()
+    try:
+        yield
+    finally:
+        if upcast:
+            model.to(dtype)
 
 
 @dataclass
@@ -205,15 +279,13 @@ def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConf
     are removed before returning. Returns (the trained model, possibly a peft wrapper;
     :class:`TrainResult`, whose ``tokens`` count every copy).
     """
-    from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+    from transformers import PrinterCallback, Trainer, TrainerCallback
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     dataset = training_rows(tokenizer, texts, cfg.max_length)
     if not dataset:
         raise UserError("nothing to train on: the corpus produced no training text")
-    model = prepare_trainable(model, cfg)
-    model.train()
     losses: list[float] = []
 
     class _Losses(TrainerCallback):
@@ -221,16 +293,11 @@ def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConf
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
 
-    with tempfile.TemporaryDirectory(prefix="kinject-train-") as tmp:
-        args = TrainingArguments(
-            output_dir=tmp, per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
-            num_train_epochs=cfg.epochs, learning_rate=cfg.lr, lr_scheduler_type=cfg.scheduler,
-            warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay, max_grad_norm=cfg.max_grad_norm,
-            bf16=resolve_bf16(cfg.bf16), use_cpu=compute_device().type == "cpu", seed=seed, data_seed=seed,
-            logging_steps=max(1, math.ceil(len(dataset) / (cfg.batch_size * cfg.grad_accum)) // 2),
-            save_strategy="no", report_to=[], disable_tqdm=not cfg.progress, remove_unused_columns=False,
-            dataloader_num_workers=0,
-        )
+    with tempfile.TemporaryDirectory(prefix="kinject-train-") as tmp, master_weights(model, cfg):
+        steps_per_epoch = math.ceil(len(dataset) / (cfg.batch_size * cfg.grad_accum))
+        args = training_arguments(cfg, tmp, seed, logging_steps=max(1, steps_per_epoch // 2))
+        model = prepare_trainable(model, cfg)
+        model.train()
         trainer = _perturbing_trainer(Trainer, perturbation)(
             model=model, args=args, train_dataset=dataset, data_collator=_Collator(tokenizer.pad_token_id, copies),
             callbacks=[_Losses()])
