@@ -17,8 +17,8 @@ resumes where it stopped. A directory holding another run's config is refused, n
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,13 +27,14 @@ from typing import Any
 
 import yaml
 
+from kinject.claims import held, try_claim
 from kinject.config import RunConfig, dump_config
 from kinject.data.jsonl import atomic_write_text, write_json, write_jsonl
 from kinject.data.loaders import load_corpus
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.evaluation.runner import evaluate
-from kinject.hardware import dtype_name, precision, resolve_dtype
+from kinject.hardware import dtype_name, is_main_process, launch_description, precision, resolve_dtype, world_size
 from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
 from kinject.models import load_model, resolve_model_path, save_injected
 from kinject.report.aggregate import build_results, flatten_metrics
@@ -60,20 +61,10 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
             if _identity(yaml.safe_load(cfg_file.read_text())) != _identity(yaml.safe_load(text)):
                 raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
             return
-        if any(out.iterdir()):
+        if any(not p.name.startswith(".") for p in out.iterdir()):  # another worker's half-written file aside
             raise UserError(f"--out {out}: exists, is not empty and is not a kinject run; choose another directory")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(cfg_file, text)
-
-
-def is_main_process() -> bool:
-    """Rank 0 (or no distributed launch): the process that evaluates and writes files.
-
-    Under ``accelerate launch``/torchrun every rank runs the same suite so that the Trainer can
-    shard each training run; only rank 0 evaluates and writes, the others wait at the next
-    training run's first collective.
-    """
-    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _seed_everything(seed: int) -> None:
@@ -103,10 +94,8 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
              inner: Injected | None = None) -> tuple[dict[str, Any], Injected]:
     """Inject (see :func:`inject`), evaluate, write samples; return the cell and the result."""
     start = time.perf_counter()
-    workdir = out / "models" / f"{method}-seed{seed}"
+    workdir = out / "models" / cell_name(method, seed)
     injected = inject(method, seed, corpus, cfg, workdir, inner)
-    if not is_main_process():
-        return {}, injected
     eval_start = time.perf_counter()
     metrics, samples = evaluate(injected.model, injected.tokenizer, corpus, cfg.eval, injected.context)
     eval_seconds = time.perf_counter() - eval_start
@@ -129,17 +118,95 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
         "precision": {"weights": dtype_name(next(injected.model.parameters()).dtype),
                       "train": precision(cfg.train.bf16) if injected.train_steps else None,
                       "eval": precision(cfg.eval.bf16)},
+        "launch": launch_description(next(injected.model.parameters()).dtype),
         "info": injected.info,
     }
     return cell, injected
 
 
+def cell_name(method: str, seed: int) -> str:
+    return f"{method}-seed{seed}"
+
+
+def plan_units(methods: list[str], seeds: list[int]) -> list[tuple[int, list[str]]]:
+    """The suite as units of work, in run order: per seed, each method with the compositions that
+    reuse its result (``ft`` with ``ft+rag``; ``base`` with ``rag``), so that a worker holding a
+    unit trains once. A unit is (seed, methods); its first method names it."""
+    units: list[tuple[int, list[str]]] = []
+    for seed in seeds:
+        groups: dict[str, list[str]] = {}
+        for method in methods:
+            inner = get_method(method).inner
+            groups.setdefault(inner if inner in methods else method, []).append(method)
+        units += [(seed, group) for group in groups.values()]
+    return units
+
+
+def _shared(value: Any) -> Any:
+    """Rank 0's ``value``, on every rank of a distributed launch (itself without one)."""
+    if world_size() == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
+
+
+def _launch_identity(out: Path, launch: dict[str, Any]) -> None:
+    """Record this launch (``launch.json``) in a new run; refuse to resume one made under another."""
+    path = out / "launch.json"
+    if path.is_file():
+        recorded = json.loads(path.read_text())
+        if recorded != launch:
+            diff = ", ".join(f"{k} {recorded.get(k)!r} -> {v!r}" for k, v in launch.items() if recorded.get(k) != v)
+            raise UserError(f"--out {out}: its cells ran under another launch ({diff}); a resumed run must keep "
+                            "world size, device and dtype (their batch sizes and arithmetic differ); "
+                            "choose another directory")
+        return
+    write_json(path, launch)
+
+
+def _run_unit(seed: int, unit: list[str], corpus: Corpus, cfg: RunConfig, out: Path,
+              log: Callable[[str], None]) -> None:
+    """Every cell of a unit not yet on disk; rank 0 writes them. A non-zero rank of a distributed
+    launch only joins the training runs: it skips what trains nothing (base, rag) and a
+    composition whose inner result it holds, and trains a composition's inner method without its
+    modifier (no index)."""
+    main = is_main_process()
+    held: dict[str, Injected] = {}
+    for method in unit:
+        spec = get_method(method)
+        cell_file = out / "cells" / f"{cell_name(method, seed)}.json"
+        if _shared(cell_file.is_file()):
+            log(f"[seed {seed}] {method}: done earlier, kept")
+            continue
+        inner = held.get(spec.inner or "")
+        if main:
+            log(f"[seed {seed}] {method}: injecting and evaluating")
+            cell, injected = run_cell(method, seed, corpus, cfg, out, inner)
+            write_json(cell_file, cell)
+        elif not spec.trains or inner is not None:
+            continue
+        else:
+            trained = spec.inner if spec.wrap is not None else method
+            injected = inject(trained, seed, corpus, cfg, out / "models" / cell_name(trained, seed))
+        if method == unit[0]:
+            held[method] = injected
+
+
 def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run every (method, seed) not already done in ``out``; write results.json, report.md and report.html."""
+    """Run every (method, seed) not already done in ``out``; when every cell is there, write
+    results.json, report.md and report.html.
+
+    Several workers (``kinject bench`` started more than once on the same ``--out``, by hand, by
+    ``--workers`` or as SLURM array tasks) share the directory: each unit of :func:`plan_units` is
+    claimed before it starts (``kinject/claims.py``); the worker that finds every cell written
+    writes the results. Returns them, or {} when other workers still hold units, or on a non-zero
+    rank of a distributed launch.
+    """
     methods = resolve_methods(cfg.methods)
     if not cfg.seeds:
         raise UserError("seeds: give at least one seed")
-    resolve_dtype(cfg.model_dtype)
+    dtype = resolve_dtype(cfg.model_dtype)
     if any(get_method(m).trains for m in methods):  # train.* checked before any work
         with tempfile.TemporaryDirectory() as tmp:
             training_arguments(cfg.train, tmp, 0, 1)
@@ -153,25 +220,36 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     main = is_main_process()
     if main:
         prepare_run_dir(out, cfg)
-    cells: dict[str, dict[int, dict[str, Any]]] = {m: {} for m in methods}
-    inners = {get_method(m).inner for m in methods}
-    for seed, corpus in corpora.items():
-        held: dict[str, Injected] = {}  # results a later composition of this seed builds on
-        for method in methods:
-            cell_file = out / "cells" / f"{method}-seed{seed}.json"
-            if cell_file.is_file():
-                cells[method][seed] = json.loads(cell_file.read_text())
-                log(f"[seed {seed}] {method}: done earlier, kept")
-                continue
-            log(f"[seed {seed}] {method}: injecting and evaluating")
-            cell, injected = run_cell(method, seed, corpus, cfg, out, held.get(get_method(method).inner or ""))
-            if method in inners:
-                held[method] = injected
-            if main:
-                write_json(cell_file, cell)
-                cells[method][seed] = cell
+        _launch_identity(out, launch_description(dtype))
+    units = plan_units(methods, cfg.seeds)
+    waiting = []
+    for seed, unit in units:
+        if _shared(all((out / "cells" / f"{cell_name(m, seed)}.json").is_file() for m in unit)):
+            log(f"[seed {seed}] {', '.join(unit)}: done earlier, kept")
+            continue
+        claim = _shared(try_claim(out / "claims", cell_name(unit[0], seed)) if main else None)
+        if claim is None:
+            log(f"[seed {seed}] {', '.join(unit)}: another worker has it")
+            waiting.append(unit)
+            continue
+        with held(Path(claim)) if main else contextlib.nullcontext():
+            _run_unit(seed, unit, corpora[seed], cfg, out, log)
     if not main:
         return {}
+    cells = {m: {s: out / "cells" / f"{cell_name(m, s)}.json" for s in cfg.seeds} for m in methods}
+    missing = [f.stem for by_seed in cells.values() for f in by_seed.values() if not f.is_file()]
+    if missing:
+        log(f"{len(missing)} cells are with other workers ({', '.join(missing)}); the last worker writes the "
+            f"results, or run: kinject report {out}")
+        return {}
+    return write_results(out, cfg, corpora)
+
+
+def write_results(out: Path, cfg: RunConfig, corpora: dict[int, Corpus]) -> dict[str, Any]:
+    """results.json, report.md and report.html from the cells on disk (whoever wrote them)."""
+    methods = resolve_methods(cfg.methods)
+    cells = {m: {s: json.loads((out / "cells" / f"{cell_name(m, s)}.json").read_text()) for s in cfg.seeds}
+             for m in methods}
     hashes = {str(seed): c.content_hash() for seed, c in corpora.items()}
     last = corpora[cfg.seeds[-1]]
     data = {"name": last.name, "source": cfg.data.source, "documents": len(last.documents),
@@ -182,3 +260,26 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     write_json(out / "results.json", results)
     write_run_reports(out, results)
     return results
+
+
+def merge_run(out: Path) -> dict[str, Any] | None:
+    """results.json of a run directory written again from its cells (what several workers left),
+    when they are all there and results.json lacks any of them; None when it is up to date or
+    ``out`` holds no bench run. Missing cells are a UserError naming them."""
+    from kinject.config import load_config
+
+    if not (out / "config.yaml").is_file() or not (out / "cells").is_dir():
+        return None
+    cfg = load_config(out / "config.yaml")
+    expected = [cell_name(m, s) for m in resolve_methods(cfg.methods) for s in cfg.seeds]
+    missing = [c for c in expected if not (out / "cells" / f"{c}.json").is_file()]
+    if missing:
+        raise UserError(f"{out}: {len(missing)} of {len(expected)} cells are not written yet ({', '.join(missing)}); "
+                        f"finish them with: kinject bench --config {out / 'config.yaml'} --out {out}")
+    results_file = out / "results.json"
+    if results_file.is_file():
+        done = json.loads(results_file.read_text())
+        have = {cell_name(m, int(s)) for m, entry in done.get("methods", {}).items() for s in entry.get("per_seed", {})}
+        if have >= set(expected):
+            return None
+    return write_results(out, cfg, {seed: load_corpus(cfg.data, seed) for seed in cfg.seeds})

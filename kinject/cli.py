@@ -118,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = sub.add_parser("report", help="write report.md and report.html of a run directory again from its "
                         "results.json (a sweep directory: sweep.png and report.html from sweep.json), computing "
-                        "no cell")
+                        "no cell; results.json is first merged from the cells several workers wrote")
     rp.add_argument("dir", help="a run or sweep directory written by 'kinject bench'")
 
     sub.add_parser("methods", help="list the registered methods and modifiers")
@@ -177,8 +177,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from kinject.bench import merge_run
     from kinject.report.files import rerender
 
+    if merge_run(Path(args.dir)) is not None:
+        print(f"wrote {Path(args.dir) / 'results.json'} (merged from its cells)")
     for path in rerender(Path(args.dir)):
         print(f"wrote {path}")
     return 0

@@ -22,6 +22,31 @@ from kinject.errors import UserError
 M = TypeVar("M", bound=torch.nn.Module)
 
 
+def _accelerator_present() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    xpu = getattr(torch, "xpu", None)
+    return (torch.cuda.is_available() or (mps is not None and mps.is_available())
+            or (xpu is not None and xpu.is_available()))
+
+
+def launch_state():
+    """accelerate's process state (one per process): under ``torchrun``/``accelerate launch`` the
+    process group is set up here (NCCL on GPUs, gloo on CPUs), so the Trainer joins the same one."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not _accelerator_present())
+
+
+def world_size() -> int:
+    """Processes in this launch (1 without a distributed launch)."""
+    return launch_state().num_processes
+
+
+def is_main_process() -> bool:
+    """Global rank 0 (or no distributed launch): the one process that evaluates and writes files."""
+    return launch_state().is_main_process
+
+
 def compute_device() -> torch.device:
     """This process's device, as accelerate's state picks it: the rank's GPU under a distributed
     launch, else the one CUDA (or MPS, XPU, ...) device, else the CPU.
@@ -29,14 +54,33 @@ def compute_device() -> torch.device:
     More than one visible GPU in a single process is refused (a plain run would use one and leave
     the rest idle, and transformers' DataParallel would split the perturbation methods' copies).
     """
-    from accelerate import PartialState
-
-    state = PartialState()
+    state = launch_state()
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if state.num_processes == 1 and gpus > 1:
         raise UserError(f"{gpus} GPUs are visible to one process: launch with `accelerate launch` or `torchrun` "
                         "to use them all, or pick one with CUDA_VISIBLE_DEVICES=0")
     return state.device
+
+
+def device_name() -> str:
+    """What the device is: the GPU's name, or the CPU's model name from /proc/cpuinfo."""
+    device = compute_device()
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    import platform
+
+    return platform.processor() or device.type
+
+
+def launch_description(dtype: torch.dtype) -> dict[str, object]:
+    """This launch as a run records it in every cell and keeps as part of its identity: world
+    size, device type and name, and the weights' dtype."""
+    return {"world_size": world_size(), "device": compute_device().type, "device_name": device_name(),
+            "dtype": dtype_name(dtype)}
 
 
 def place(module: M) -> M:

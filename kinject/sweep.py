@@ -26,10 +26,10 @@ from typing import Any
 
 import yaml
 
-from kinject.bench import is_main_process
 from kinject.config import RunConfig, apply_mapping, parse_override
 from kinject.data.jsonl import atomic_write_text, write_json
 from kinject.errors import UserError
+from kinject.hardware import is_main_process
 from kinject.report.files import write_sweep_reports
 
 SCHEMA_VERSION = 1
