@@ -193,6 +193,26 @@ def _run_unit(seed: int, unit: list[str], corpus: Corpus, cfg: RunConfig, out: P
             held[method] = injected
 
 
+def check_run(cfg: RunConfig) -> dict[int, Corpus]:
+    """Every check a suite can fail before any work (methods, seeds, dtype, train.*, each
+    method's own checks on each seed's corpus); returns the corpora by seed."""
+    methods = resolve_methods(cfg.methods)
+    if not cfg.seeds:
+        raise UserError("seeds: give at least one seed")
+    resolve_dtype(cfg.model_dtype)
+    if any(get_method(m).trains for m in methods):
+        with tempfile.TemporaryDirectory() as tmp:
+            training_arguments(cfg.train, tmp, 0, 1)
+        check_master_weights(cfg.train)
+    corpora = {seed: load_corpus(cfg.data, seed) for seed in cfg.seeds}
+    for corpus in corpora.values():
+        for method in methods:
+            check = get_method(method).check
+            if check is not None:
+                check(corpus, cfg)
+    return corpora
+
+
 def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every (method, seed) not already done in ``out``; when every cell is there, write
     results.json, report.md and report.html.
@@ -203,20 +223,9 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     writes the results. Returns them, or {} when other workers still hold units, or on a non-zero
     rank of a distributed launch.
     """
+    corpora = check_run(cfg)
     methods = resolve_methods(cfg.methods)
-    if not cfg.seeds:
-        raise UserError("seeds: give at least one seed")
     dtype = resolve_dtype(cfg.model_dtype)
-    if any(get_method(m).trains for m in methods):  # train.* checked before any work
-        with tempfile.TemporaryDirectory() as tmp:
-            training_arguments(cfg.train, tmp, 0, 1)
-        check_master_weights(cfg.train)
-    corpora = {seed: load_corpus(cfg.data, seed) for seed in cfg.seeds}
-    for corpus in corpora.values():
-        for method in methods:
-            check = get_method(method).check
-            if check is not None:
-                check(corpus, cfg)
     main = is_main_process()
     if main:
         prepare_run_dir(out, cfg)

@@ -1,6 +1,7 @@
 """Command line: thin sub-commands over bench, inject and evaluation.
 
-    kinject bench   [--config FILE] [--methods a,b|all] [--seeds N] [--out DIR] [--sweep key=v1,v2 ...] [key=value ...]
+    kinject bench   [--config FILE] [--methods a,b|all] [--seeds N] [--out DIR] [--sweep key=v1,v2 ...]
+                    [--workers N [--cluster auto|local|slurm] [--worker-option key=value ...]] [key=value ...]
     kinject inject  --method NAME --out DIR [--config FILE] [--seed S] [key=value ...]
     kinject eval    --model PATH [--probes FILE] [--config FILE] [--seed S] [--out DIR] [key=value ...]
     kinject index build CORPUS --out DIR [--config FILE] [--seed S] [key=value ...]
@@ -53,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--sweep", action="append", default=[], metavar="key=v1,v2,...",
                    help="run the suite once per value of a config key (a run directory each under --out) and plot "
                    "each measure against it (sweep.png); repeat to zip several keys")
+    b.add_argument("--workers", type=int, help="submit N workers on the run directory through submitit (a SLURM "
+                   "job array where sbatch exists, else local processes), wait, and merge their cells")
+    b.add_argument("--cluster", default="auto", help="with --workers: auto | local | slurm (default auto)")
+    b.add_argument("--worker-option", action="append", default=[], metavar="key=value",
+                   help="with --workers: a submitit parameter, e.g. timeout_min=240 slurm_partition=gpu "
+                   "gpus_per_node=1 (repeat)")
 
     i = sub.add_parser("inject", help="inject the corpus with one method and save the model", epilog=EPILOG)
     _common(i)
@@ -158,6 +165,16 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cfg.seeds = list(range(args.seeds))
     start = time.perf_counter()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    if args.workers is not None:
+        if args.sweep:
+            raise UserError("--workers with --sweep: submit the workers of each point's run directory instead")
+        from kinject.workers import parse_options, run_workers
+
+        results = run_workers(cfg, Path(args.out), args.workers, args.cluster, parse_options(args.worker_option), log)
+        print(format_table(results))
+        print(f"run directory: {args.out} ({args.workers} workers; report.html, report.md; "
+              f"{time.perf_counter() - start:.0f} s)")
+        return 0
     if args.sweep:
         from kinject.report.render import sweep_table
         from kinject.sweep import parse_sweep, run_sweep

@@ -126,3 +126,18 @@ def test_a_dead_workers_claim_is_taken_over_and_a_live_one_is_not(tmp_path):
         time.sleep(0.3)
         assert time.time() - taken.stat().st_mtime < 5  # the heartbeat keeps it fresh
     assert not taken.exists()
+
+
+def test_workers_submitted_through_submitit_finish_the_suite(tiny_model_dir, tmp_path, capsys):
+    from kinject.cli import main
+
+    run = tmp_path / "run"
+    code = main(["bench", "--out", str(run), "--workers", "2", "--cluster", "local", f"model={tiny_model_dir}",
+                 "methods=[base,ft]", "seeds=[0,1]", *TINY_WORLD])
+    assert code == 0
+    results = json.loads((run / "results.json").read_text())
+    assert {m: sorted(e["per_seed"]) for m, e in results["methods"].items()} == {"base": ["0", "1"], "ft": ["0", "1"]}
+    logs = "".join(p.read_text() for p in (run / "workers").rglob("*_log.err"))
+    assert sum(line.endswith("injecting and evaluating") for line in logs.splitlines()) == 4
+    assert "2 workers" in capsys.readouterr().out
+    assert main(["bench", "--out", str(tmp_path / "x"), "--workers", "2", "--cluster", "nowhere"]) == 2
