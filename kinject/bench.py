@@ -39,7 +39,7 @@ from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
 from kinject.models import load_model, resolve_model_path, save_injected
 from kinject.report.aggregate import build_results, flatten_metrics
 from kinject.report.files import write_run_reports
-from kinject.training.trainer import check_master_weights, training_arguments
+from kinject.training.trainer import check_master_weights, check_sharded_launch, training_arguments
 
 
 def _identity(config: Any) -> Any:
@@ -204,6 +204,7 @@ def check_run(cfg: RunConfig) -> dict[int, Corpus]:
         with tempfile.TemporaryDirectory() as tmp:
             training_arguments(cfg.train, tmp, 0, 1)
         check_master_weights(cfg.train)
+        check_sharded_launch(cfg.train)
     corpora = {seed: load_corpus(cfg.data, seed) for seed in cfg.seeds}
     for corpus in corpora.values():
         for method in methods:

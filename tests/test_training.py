@@ -170,3 +170,17 @@ def test_a_lora_adapter_is_saved_and_loaded_back_merged(tiny_model_dir, tmp_path
         untrained = load_model(str(tiny_model_dir), "float32").model(input_ids=ids).logits
     assert torch.allclose(trained, from_adapter, atol=1e-4) and torch.allclose(trained, merged, atol=1e-4)
     assert not torch.allclose(trained, untrained, atol=1e-4)
+
+
+def test_a_sharded_launch_refuses_lora_and_cpu_processes(monkeypatch):
+    import pytest
+
+    from kinject.errors import UserError
+    from kinject.training.trainer import check_sharded_launch
+
+    assert check_sharded_launch(_cfg()) is None  # no FSDP/DeepSpeed launch
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    with pytest.raises(UserError, match=r"train\.mode=lora under fsdp"):
+        check_sharded_launch(_cfg(mode="lora"))
+    with pytest.raises(UserError, match=r"fsdp on CPU processes"):
+        check_sharded_launch(_cfg())

@@ -268,6 +268,61 @@ def _perturbing_trainer(base: type, perturbation: Perturbation | None) -> type:
     return PerturbingTrainer
 
 
+def sharded_launch() -> str | None:
+    """"fsdp" or "deepspeed" when ``accelerate launch`` was given such a config, else None."""
+    import os
+
+    for name in ("fsdp", "deepspeed"):
+        if os.environ.get(f"ACCELERATE_USE_{name.upper()}", "false").lower() in ("1", "true"):
+            return name
+    return None
+
+
+def check_sharded_launch(cfg: TrainConfig) -> str | None:
+    """Under FSDP/DeepSpeed (returned: "fsdp" | "deepspeed" | None) refuse, in one line, what cannot
+    run: LoRA (few trainable weights: use DDP) and CPU processes (accelerate does not shard there)."""
+    sharding = sharded_launch()
+    if sharding is None:
+        return None
+    if cfg.mode == "lora":
+        raise UserError(f"train.mode=lora under {sharding}: the adapters are small; launch with "
+                        "configs/accelerate/ddp.yaml instead")
+    if compute_device().type == "cpu":
+        raise UserError(f"{sharding} on CPU processes: accelerate does not shard there (it would run plain DDP); "
+                        "launch with configs/accelerate/ddp.yaml")
+    return sharding
+
+
+def check_fits_one_device(model, cfg: TrainConfig) -> None:
+    """Under FSDP/DeepSpeed only rank 0 evaluates, on the whole model: refuse (one line) before any
+    training when the weights alone fill 90% of its GPU (and what :func:`check_sharded_launch` refuses)."""
+    sharding = check_sharded_launch(cfg)
+    device = compute_device()
+    if sharding is not None and device.type == "cuda":
+        need = sum(p.numel() * p.element_size() for p in model.parameters())
+        have = torch.cuda.get_device_properties(device).total_memory
+        if need > 0.9 * have:
+            raise UserError(f"{sharding}: rank 0 evaluates the whole model, and its weights ({need / 2**30:.1f} GiB) "
+                            f"do not fit one {torch.cuda.get_device_name(device)} ({have / 2**30:.1f} GiB); save "
+                            "the sharded model (kinject inject) and evaluate it with sharded inference")
+
+
+def gathered(model, trainer):
+    """After sharded training (FSDP, DeepSpeed ZeRO-3): the full trained weights loaded into
+    ``model`` on rank 0 (every rank takes part in the gather); other ranks get ``model`` as is."""
+    from kinject.hardware import is_main_process
+
+    state = trainer.accelerator.get_state_dict(trainer.model)
+    if not is_main_process():
+        return model
+    from transformers import AutoModelForCausalLM
+
+    plain = AutoModelForCausalLM.from_config(model.config, dtype=next(iter(state.values())).dtype)
+    plain.load_state_dict(state, strict=False)
+    plain.tie_weights()
+    return plain.to(compute_device())
+
+
 def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConfig, seed: int, copies: int = 1,
                     perturbation: Perturbation | None = None):
     """Fine-tune ``model`` in place on ``texts`` (next-token loss on every token but a
@@ -293,6 +348,7 @@ def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConf
             if logs and "loss" in logs:
                 losses.append(float(logs["loss"]))
 
+    check_fits_one_device(model, cfg)
     with tempfile.TemporaryDirectory(prefix="kinject-train-") as tmp, master_weights(model, cfg):
         steps_per_epoch = math.ceil(len(dataset) / (cfg.batch_size * cfg.grad_accum))
         args = training_arguments(cfg, tmp, seed, logging_steps=max(1, steps_per_epoch // 2))
@@ -307,6 +363,8 @@ def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConf
         with hooks:
             out = trainer.train()
         seconds = time.perf_counter() - start
+        if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+            model = gathered(model, trainer)
     model.eval()
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     tokens = int(sum(len(r["input_ids"]) for r in dataset) * cfg.epochs * copies)
