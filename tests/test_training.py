@@ -184,3 +184,26 @@ def test_a_sharded_launch_refuses_lora_and_cpu_processes(monkeypatch):
         check_sharded_launch(_cfg(mode="lora"))
     with pytest.raises(UserError, match=r"fsdp on CPU processes"):
         check_sharded_launch(_cfg())
+
+
+def test_a_packed_batch_has_the_padded_batchs_loss_and_trains_alike(tiny_model_dir):
+    from kinject.models import load_model
+    from kinject.training.trainer import _Collator, pack_batch
+
+    lm = load_model(str(tiny_model_dir), "float32")
+    pair = Completion("Question: What does Yaithai Systems make?\nAnswer:", " electric bicycles")
+    rows = training_rows(lm.tokenizer, [TEXT, "Short one.", pair], 256)
+    padded = _Collator(lm.tokenizer.pad_token_id)(rows)
+    packed = pack_batch(rows)
+    assert packed["input_ids"].shape == (1, sum(len(r["input_ids"]) for r in rows))
+    with torch.no_grad():
+        a = lm.model(**padded, use_cache=False).loss
+        b = lm.model(**packed).loss
+    assert torch.allclose(a, b, atol=1e-5)  # attention stays within each row
+    params = []
+    for packing in (False, True):
+        lm = load_model(str(tiny_model_dir), "float32")
+        model, _ = train_causal_lm(lm.model, lm.tokenizer, [TEXT, "Short one.", pair] * 2, _cfg(packing=packing),
+                                   seed=3)
+        params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
+    assert torch.allclose(params[0], params[1], atol=1e-4)

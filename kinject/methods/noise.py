@@ -24,7 +24,7 @@ from kinject.errors import UserError
 from kinject.methods.finetune import document_texts, finetune
 from kinject.methods.registry import Injected, InjectRequest, register_method
 from kinject.training.perturb import Perturbation, decoder_layers
-from kinject.training.trainer import layer_slice
+from kinject.training.trainer import PACKING_WITH_COPIES, layer_slice
 
 
 def neftune_noise(alpha: float):
@@ -44,6 +44,8 @@ def neftune_noise(alpha: float):
 def check_noise(corpus: Corpus, cfg: RunConfig) -> None:
     if cfg.noise.copies < 2:
         raise UserError(f"noise.copies must be >= 2 (copy 0 is clean), got {cfg.noise.copies}")
+    if cfg.train.packing:
+        raise UserError(PACKING_WITH_COPIES)
     if cfg.noise.freelb_steps < 1:
         raise UserError(f"noise.freelb_steps must be >= 1, got {cfg.noise.freelb_steps}")
     for key in ("neftune_alpha", "scale", "freelb_init", "freelb_step", "freelb_max_norm"):

@@ -40,6 +40,8 @@ class TrainConfig:
     training; ``model`` trains in the model's own dtype (less memory, the optimizer's updates rounded
     to it). LoRA adapters are always fp32 over a base in the model's dtype.
     ``gradient_checkpointing``: recompute activations in the backward pass (non-reentrant).
+    ``packing``: each batch's chunks concatenated into one unpadded sequence, attention kept within
+    each chunk (:func:`pack_batch`): the same steps and loss, no compute spent on padding.
     ``args``: further ``transformers.TrainingArguments`` keys, passed through as given (report_to,
     fsdp, deepspeed, dataloader_num_workers, ...); keys kinject sets from the fields above are refused.
     """
@@ -66,6 +68,7 @@ class TrainConfig:
     optim: str = "adamw_torch"
     master_weights: str = "float32"
     gradient_checkpointing: bool = False
+    packing: bool = False
     args: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
 
@@ -233,14 +236,18 @@ class _Collator:
     """Right-pads a batch; labels are the rows' ``labels`` (default: the inputs), padding masked (-100).
 
     With ``copies`` > 1 every row is repeated that many times in a row, and ``copy_index``
-    (rows,) numbers the copies 0..copies-1 (copy 0 is the clean one).
+    (rows,) numbers the copies 0..copies-1 (copy 0 is the clean one). With ``packing``, the
+    batch is :func:`pack_batch` instead.
     """
 
-    def __init__(self, pad_id: int, copies: int = 1):
+    def __init__(self, pad_id: int, copies: int = 1, packing: bool = False):
         self.pad_id = pad_id
         self.copies = copies
+        self.packing = packing
 
     def __call__(self, rows: list[dict[str, list[int]]]) -> dict[str, torch.Tensor]:
+        if self.packing:
+            return pack_batch(rows)
         rows = [r for r in rows for _ in range(self.copies)]
         ids, mask = pad_right([r["input_ids"] for r in rows], self.pad_id)
         labels, _ = pad_right([r.get("labels", r["input_ids"]) for r in rows], -100)
@@ -248,6 +255,21 @@ class _Collator:
         if self.copies > 1:
             batch["copy_index"] = torch.arange(len(rows)) % self.copies
         return batch
+
+
+PACKING_WITH_COPIES = "train.packing: the perturbation methods perturb rows of a padded batch; set train.packing=false"
+
+
+def pack_batch(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
+    """A batch's rows as one sequence, no padding: ``input_ids``/``labels`` (1, total tokens), the
+    first token of each row masked from the loss (it is not predicted from the row before), and
+    ``position_ids`` counting from 0 in each row, from which transformers builds a block-diagonal
+    causal mask (no attention across rows). The loss equals the padded batch's."""
+    ids = [t for r in rows for t in r["input_ids"]]
+    labels = [-100 if i == 0 else t for r in rows for i, t in enumerate(r.get("labels", r["input_ids"]))]
+    positions = [i for r in rows for i in range(len(r["input_ids"]))]
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions]), "use_cache": False}
 
 
 def _perturbing_trainer(base: type, perturbation: Perturbation | None) -> type:
@@ -349,13 +371,16 @@ def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConf
                 losses.append(float(logs["loss"]))
 
     check_fits_one_device(model, cfg)
+    if cfg.packing and copies > 1:
+        raise UserError(PACKING_WITH_COPIES)
     with tempfile.TemporaryDirectory(prefix="kinject-train-") as tmp, master_weights(model, cfg):
         steps_per_epoch = math.ceil(len(dataset) / (cfg.batch_size * cfg.grad_accum))
         args = training_arguments(cfg, tmp, seed, logging_steps=max(1, steps_per_epoch // 2))
         model = prepare_trainable(model, cfg)
         model.train()
         trainer = _perturbing_trainer(Trainer, perturbation)(
-            model=model, args=args, train_dataset=dataset, data_collator=_Collator(tokenizer.pad_token_id, copies),
+            model=model, args=args, train_dataset=dataset,
+            data_collator=_Collator(tokenizer.pad_token_id, copies, cfg.packing),
             callbacks=[_Losses()])
         trainer.remove_callback(PrinterCallback)  # losses go to TrainResult, not stdout
         hooks = perturbed(model, perturbation) if perturbation is not None else contextlib.nullcontext()
