@@ -4,9 +4,11 @@ The run directory::
 
     config.yaml            the resolved config (a re-run with the same config resumes; progress
                            bars may differ)
-    cells/<method>-seed<s>.json   one finished (method, seed): metrics and costs
+    launch.json            world size, device, its name, dtype (a resume under another is refused)
+    cells/<method>-seed<s>.json   one finished (method, seed): metrics, costs, precision, launch
+    claims/<unit>.claim    a unit some worker is running now (kinject/claims.py)
     samples/<method>-seed<s>.jsonl  every probe's prompt, prediction and score
-    models/<method>-seed<s>/       the injected model (when save_models is true), the index (rag)
+    models/<method>-seed<s>/       the injected model or LoRA adapter (save_models), the index (rag)
     results.json           aggregated over seeds (docs/results-schema.md)
     report.md              the comparison table and what was run
     report.html            the same, with charts (self-contained; ``kinject report DIR`` re-renders it)
