@@ -4,19 +4,21 @@
 
 Nothing is downloaded. Activation memory is measured, not modelled: the published configs of
 Llama 3.2 1B and Llama 3.1 8B are built on the CPU with 1 and 2 decoder layers and a 256- and
-512-entry vocabulary (random weights), and one training forward pass (the next-token loss) of one
-256-token chunk is run under ``torch.autograd.graph.saved_tensors_hooks``, which sees every tensor
-autograd keeps for the backward pass (a buffer saved twice is counted once). The difference
-between 1 and 2 layers is one layer's share, the difference between the vocabularies the
-per-entry share of the embeddings, logits and loss; both are scaled to the real depth, vocabulary
-and batch (kinject's default: 8 chunks of 256 tokens). Attention runs PyTorch's SDPA, which saves
+512-entry vocabulary (random weights), and training forward passes (the next-token loss) of one
+and of two 256-token chunks are run under ``torch.autograd.graph.saved_tensors_hooks``, which sees
+every tensor autograd keeps for the backward pass (a buffer saved twice is counted once). The
+difference between two chunks and one is one chunk's activations (the weights autograd also keeps
+do not grow with the batch); between 1 and 2 layers, one layer's share; between the vocabularies,
+the per-entry share of the embeddings, logits and loss. These are scaled to the real depth,
+vocabulary and batch (kinject's default: 8 chunks of 256 tokens). Attention runs PyTorch's SDPA, which saves
 no (tokens x tokens) matrix, so activations grow linearly with the batch.
 
 Per GPU, one process, no sharding:
 
 - weights: during full training kinject keeps fp32 master weights (``train.master_weights`` float32),
-  so ``model_dtype`` fp32 and bf16 both hold 4 bytes/parameter; LoRA keeps the frozen base in
-  ``model_dtype`` (4 or 2 bytes) and the adapters (r 16 on the 7 projections of every layer) in fp32;
+  so ``model_dtype`` fp32 and bf16 both hold 4 bytes/parameter, and bf16 autocast adds its bf16
+  copy of each weight (2 bytes) for the step; LoRA keeps the frozen base in ``model_dtype`` (4 or 2
+  bytes) and the adapters (r 16 on the 7 projections of every layer) in fp32;
 - gradients: 4 bytes per trainable parameter; AdamW: 8 bytes per trainable parameter;
 - activations: measured as above; "bf16" runs under bf16 autocast (``train.bf16``), "fp32" without;
   with checkpointing (``train.gradient_checkpointing``) only each layer's input is kept, plus one
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 
 import torch
 
@@ -61,18 +64,19 @@ def small_model(size: str, layers: int, vocab: int, mode: str, dtype: str):
     return model
 
 
-def saved_bytes(model, tokens: int, bf16: bool) -> int:
-    """Bytes autograd saves in one training forward of one ``tokens``-long chunk, loss included."""
+def saved_bytes(model, tokens: int, bf16: bool, batch: int = 1) -> int:
+    """Bytes autograd saves in one training forward of ``batch`` chunks of ``tokens``, loss included
+    (the weights, and autocast's bf16 copies of them, among them)."""
     seen: dict[tuple[int, int], int] = {}
 
     def pack(t: torch.Tensor):
         seen.setdefault((t.untyped_storage().data_ptr(), t.storage_offset()), t.numel() * t.element_size())
         return t
 
-    ids = torch.randint(0, model.config.vocab_size, (1, tokens))
+    ids = torch.randint(0, model.config.vocab_size, (batch, tokens))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
-        model(input_ids=ids, labels=ids, use_cache=False)
+        model(input_ids=ids, labels=ids, use_cache=False)  # the graph is freed with the unused output
     return sum(seen.values())
 
 
@@ -80,8 +84,15 @@ def per_chunk(size: str, mode: str, dtype: str, tokens: int) -> tuple[int, int, 
     """(bytes per layer, bytes outside the layers at the real vocabulary, bytes of one layer's
     input) for one chunk of ``tokens``, measured as the module docstring says."""
     bf16 = dtype == "bf16"
-    one, two = (saved_bytes(small_model(size, n, 256, mode, dtype), tokens, bf16) for n in (1, 2))
-    wide = saved_bytes(small_model(size, 1, 512, mode, dtype), tokens, bf16)
+
+    def chunk(layers: int, vocab: int) -> int:  # one more chunk in the batch: activations, no weights
+        model = small_model(size, layers, vocab, mode, dtype)
+        extra = saved_bytes(model, tokens, bf16, batch=2) - saved_bytes(model, tokens, bf16, batch=1)
+        del model
+        gc.collect()  # an 8B layer pair is 1.7 GB: free it before the next
+        return extra
+
+    one, two, wide = chunk(1, 256), chunk(2, 256), chunk(1, 512)
     layer = two - one
     outside_256 = one - layer
     per_entry = (wide - one) / 256
@@ -121,7 +132,7 @@ def main() -> None:
                 layer, outside, layer_input = per_chunk(size, mode, dtype, args.tokens)
                 for ckpt in (False, True):
                     if mode == "full":
-                        weights, trained = 4 * params, params
+                        weights, trained = (4 if dtype == "fp32" else 6) * params, params
                     else:
                         weights, trained = (4 if dtype == "fp32" else 2) * params + 4 * adapters, adapters
                     state = 12 * trained
