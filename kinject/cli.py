@@ -31,6 +31,9 @@ EPILOG = ("key=value overrides any config key, e.g. train.lr=3e-4 data.source=la
 
 
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs) -> None:  # no abbreviations: bench --seed 3 is not --seeds 3
+        super().__init__(*args, **{"allow_abbrev": False, **kwargs})
+
     def error(self, message: str) -> None:  # one line, exit 2
         raise UserError(f"{self.prog}: {message}")
 

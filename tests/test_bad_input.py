@@ -94,6 +94,9 @@ def test_missing_config_file_and_bad_flag(capsys, tmp_path):
     code, err = run(capsys, "bench", "--seeds", "many")
     assert code == 2 and "--seeds" in err
     _one_clean_line(err)
+    code, err = run(capsys, "bench", "--seed", "3", "--out", str(tmp_path / "out"))  # no abbreviation of --seeds
+    assert code == 2 and "unrecognized arguments: --seed" in err and not (tmp_path / "out").exists()
+    _one_clean_line(err)
 
 
 def test_lapael_squad_missing_directory(capsys, tmp_path):
