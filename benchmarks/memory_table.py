@@ -33,6 +33,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 
@@ -124,25 +126,27 @@ def main() -> None:
     header = ["model", "params", "mode", "dtype", "ckpt", "weights", "grads+adam", "activations", "total GiB", "fits"]
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join(["---"] * 5 + ["---:"] * 4 + ["---"]) + "|")
-    for size in LLAMA:
-        params, adapters = parameters(size)
-        n = LLAMA[size]["num_hidden_layers"]
-        for mode in ("full", "lora"):
-            for dtype in ("fp32", "bf16"):
-                layer, outside, layer_input = per_chunk(size, mode, dtype, args.tokens)
-                for ckpt in (False, True):
-                    if mode == "full":
-                        weights, trained = (4 if dtype == "fp32" else 6) * params, params
-                    else:
-                        weights, trained = (4 if dtype == "fp32" else 2) * params + 4 * adapters, adapters
-                    state = 12 * trained
-                    kept = n * layer_input + layer if ckpt else n * layer
-                    acts = args.batch_size * (kept + outside)
-                    total = weights + state + acts
-                    row = [size, f"{params / 1e9:.2f} B", mode, dtype, "yes" if ckpt else "no",
-                           f"{weights / GIB:.1f}", f"{state / GIB:.1f}", f"{acts / GIB:.1f}", f"{total / GIB:.1f}",
-                           "yes" if total <= budget else "no"]
-                    print("| " + " | ".join(row) + " |", flush=True)
+    combos = [(size, mode, dtype) for size in LLAMA for mode in ("full", "lora") for dtype in ("fp32", "bf16")]
+    # each measurement in a fresh process: freed CPU memory is not returned, and 8B cuts add up
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), max_tasks_per_child=1) as pool:
+        measured = {c: pool.submit(per_chunk, *c, args.tokens) for c in combos}
+        for size, mode, dtype in combos:
+            params, adapters = parameters(size)
+            n = LLAMA[size]["num_hidden_layers"]
+            layer, outside, layer_input = measured[size, mode, dtype].result()
+            for ckpt in (False, True):
+                if mode == "full":
+                    weights, trained = (4 if dtype == "fp32" else 6) * params, params
+                else:
+                    weights, trained = (4 if dtype == "fp32" else 2) * params + 4 * adapters, adapters
+                state = 12 * trained
+                kept = n * layer_input + layer if ckpt else n * layer
+                acts = args.batch_size * (kept + outside)
+                total = weights + state + acts
+                row = [size, f"{params / 1e9:.2f} B", mode, dtype, "yes" if ckpt else "no",
+                       f"{weights / GIB:.1f}", f"{state / GIB:.1f}", f"{acts / GIB:.1f}", f"{total / GIB:.1f}",
+                       "yes" if total <= budget else "no"]
+                print("| " + " | ".join(row) + " |", flush=True)
 
 
 if __name__ == "__main__":
