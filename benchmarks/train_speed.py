@@ -4,8 +4,9 @@
 
 Rows: the built-in world of seed 0, its documents and 4 gold paraphrases of each (ft-para's
 texts), cut and tokenized by kinject's ``training_rows``. Settings: kinject's defaults (full
-fine-tuning, AdamW lr 3e-4 without weight decay, constant schedule, batch 8, gradient clipping
-at 1.0, fp32 weights with bf16 autocast where the machine runs bf16 natively).
+fine-tuning, AdamW lr 3e-4 without weight decay, fused in both as ``train.optim`` is, constant
+schedule, batch 8, gradient clipping at 1.0, fp32 weights with bf16 autocast where the machine
+runs bf16 natively).
 
 Variants, each in its own process (so each one's peak memory is its own), interleaved
 ``--repeats`` times: ``hand`` (a plain loop: shuffle, right-pad, forward, backward, clip, step),
@@ -62,7 +63,7 @@ def hand_loop(loaded, rows, cfg, epochs: float, seed: int) -> dict:
     torch.manual_seed(seed)
     model, device = loaded.model, compute_device()
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0, fused=True)  # as train.optim
     bf16 = resolve_bf16(cfg.bf16)
     generator = torch.Generator().manual_seed(seed)
     losses: list[list[float]] = []

@@ -34,7 +34,7 @@ class TrainConfig:
     ``max_length`` is in tokens; each text is cut into chunks of at most that length.
     ``batch_size`` is per device; the effective batch is batch_size x grad_accum x devices.
     ``warmup``: linear warm-up, a share of all steps when < 1, else a step count.
-    ``optim``: a transformers optimizer name (adamw_torch, adafactor, adamw_bnb_8bit, ...).
+    ``optim``: a transformers optimizer name (adamw_torch_fused, the Trainer's default; adamw_torch, adafactor, ...).
     ``master_weights``: ``float32`` trains the full/subset model in fp32 (the weights the optimizer
     updates; autocast computes in bf16 where ``bf16``) and casts it back to the model's dtype after
     training; ``model`` trains in the model's own dtype (less memory, the optimizer's updates rounded
@@ -65,7 +65,7 @@ class TrainConfig:
     lora_targets: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
-    optim: str = "adamw_torch"
+    optim: str = "adamw_torch_fused"
     master_weights: str = "float32"
     gradient_checkpointing: bool = False
     packing: bool = False
@@ -118,17 +118,21 @@ def check_master_weights(cfg: TrainConfig) -> None:
 
 
 @contextlib.contextmanager
-def master_weights(model, cfg: TrainConfig) -> Iterator[None]:
-    """Within the block, a full/subset model in fp32 when ``cfg.master_weights`` is float32 (and it
-    is not already); cast back to its dtype afterwards. LoRA and ``master_weights=model``: unchanged."""
+def training_state(model, cfg: TrainConfig) -> Iterator[None]:
+    """Within the block: no key/value cache (a training forward would fill one and throw it away),
+    and a full/subset model in fp32 when ``cfg.master_weights`` is float32 (and it is not already);
+    both undone afterwards. LoRA and ``master_weights=model`` keep the model's dtype."""
     check_master_weights(cfg)
     dtype = next(model.parameters()).dtype
     upcast = cfg.mode != "lora" and cfg.master_weights == "float32" and dtype != torch.float32
+    use_cache = getattr(model.config, "use_cache", None)
+    model.config.use_cache = False
     if upcast:
         model.float()
     try:
         yield
     finally:
+        model.config.use_cache = use_cache
         if upcast:
             model.to(dtype)
 
@@ -373,7 +377,7 @@ def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConf
     check_fits_one_device(model, cfg)
     if cfg.packing and copies > 1:
         raise UserError(PACKING_WITH_COPIES)
-    with tempfile.TemporaryDirectory(prefix="kinject-train-") as tmp, master_weights(model, cfg):
+    with tempfile.TemporaryDirectory(prefix="kinject-train-") as tmp, training_state(model, cfg):
         steps_per_epoch = math.ceil(len(dataset) / (cfg.batch_size * cfg.grad_accum))
         args = training_arguments(cfg, tmp, seed, logging_steps=max(1, steps_per_epoch // 2))
         model = prepare_trainable(model, cfg)
