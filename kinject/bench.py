@@ -101,7 +101,8 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
     eval_start = time.perf_counter()
     metrics, samples = evaluate(injected.model, injected.tokenizer, corpus, cfg.eval, injected.context)
     eval_seconds = time.perf_counter() - eval_start
-    write_jsonl(out / "samples" / f"{method}-seed{seed}.jsonl", samples)
+    write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", samples)
+    dtype = next(injected.model.parameters()).dtype
     if cfg.save_models and injected.train_steps:
         save_injected(injected.model, injected.tokenizer, workdir, cfg.model, merged=cfg.save_merged)
     cell = {
@@ -117,10 +118,10 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
             "eval_seconds": eval_seconds,
             "wall_seconds": time.perf_counter() - start,
         },
-        "precision": {"weights": dtype_name(next(injected.model.parameters()).dtype),
+        "precision": {"weights": dtype_name(dtype),
                       "train": precision(cfg.train.bf16) if injected.train_steps else None,
                       "eval": precision(cfg.eval.bf16)},
-        "launch": launch_description(next(injected.model.parameters()).dtype),
+        "launch": launch_description(dtype),
         "info": injected.info,
     }
     return cell, injected
@@ -128,6 +129,16 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
 
 def cell_name(method: str, seed: int) -> str:
     return f"{method}-seed{seed}"
+
+
+def cell_path(out: Path, method: str, seed: int) -> Path:
+    return out / "cells" / f"{cell_name(method, seed)}.json"
+
+
+def missing_cells(out: Path, cfg: RunConfig) -> list[str]:
+    """The cells of ``cfg``'s suite not yet written in ``out``, by name."""
+    return [cell_name(m, s) for m in resolve_methods(cfg.methods) for s in cfg.seeds
+            if not cell_path(out, m, s).is_file()]
 
 
 def plan_units(methods: list[str], seeds: list[int]) -> list[tuple[int, list[str]]]:
@@ -177,7 +188,7 @@ def _run_unit(seed: int, unit: list[str], corpus: Corpus, cfg: RunConfig, out: P
     held: dict[str, Injected] = {}
     for method in unit:
         spec = get_method(method)
-        cell_file = out / "cells" / f"{cell_name(method, seed)}.json"
+        cell_file = cell_path(out, method, seed)
         if _shared(cell_file.is_file()):
             log(f"[seed {seed}] {method}: done earlier, kept")
             continue
@@ -233,23 +244,19 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     if main:
         prepare_run_dir(out, cfg)
         _launch_identity(out, launch_description(dtype))
-    units = plan_units(methods, cfg.seeds)
-    waiting = []
-    for seed, unit in units:
-        if _shared(all((out / "cells" / f"{cell_name(m, seed)}.json").is_file() for m in unit)):
+    for seed, unit in plan_units(methods, cfg.seeds):
+        if _shared(all(cell_path(out, m, seed).is_file() for m in unit)):
             log(f"[seed {seed}] {', '.join(unit)}: done earlier, kept")
             continue
         claim = _shared(try_claim(out / "claims", cell_name(unit[0], seed)) if main else None)
         if claim is None:
             log(f"[seed {seed}] {', '.join(unit)}: another worker has it")
-            waiting.append(unit)
             continue
         with held(Path(claim)) if main else contextlib.nullcontext():
             _run_unit(seed, unit, corpora[seed], cfg, out, log)
     if not main:
         return {}
-    cells = {m: {s: out / "cells" / f"{cell_name(m, s)}.json" for s in cfg.seeds} for m in methods}
-    missing = [f.stem for by_seed in cells.values() for f in by_seed.values() if not f.is_file()]
+    missing = missing_cells(out, cfg)
     if missing:
         log(f"{len(missing)} cells are with other workers ({', '.join(missing)}); the last worker writes the "
             f"results, or run: kinject report {out}")
@@ -260,8 +267,7 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
 def write_results(out: Path, cfg: RunConfig, corpora: dict[int, Corpus]) -> dict[str, Any]:
     """results.json, report.md and report.html from the cells on disk (whoever wrote them)."""
     methods = resolve_methods(cfg.methods)
-    cells = {m: {s: json.loads((out / "cells" / f"{cell_name(m, s)}.json").read_text()) for s in cfg.seeds}
-             for m in methods}
+    cells = {m: {s: json.loads(cell_path(out, m, s).read_text()) for s in cfg.seeds} for m in methods}
     hashes = {str(seed): c.content_hash() for seed, c in corpora.items()}
     last = corpora[cfg.seeds[-1]]
     data = {"name": last.name, "source": cfg.data.source, "documents": len(last.documents),
@@ -284,7 +290,7 @@ def merge_run(out: Path) -> dict[str, Any] | None:
         return None
     cfg = load_config(out / "config.yaml")
     expected = [cell_name(m, s) for m in resolve_methods(cfg.methods) for s in cfg.seeds]
-    missing = [c for c in expected if not (out / "cells" / f"{c}.json").is_file()]
+    missing = missing_cells(out, cfg)
     if missing:
         raise UserError(f"{out}: {len(missing)} of {len(expected)} cells are not written yet ({', '.join(missing)}); "
                         f"finish them with: kinject bench --config {out / 'config.yaml'} --out {out}")
