@@ -62,8 +62,9 @@ def compute_device() -> torch.device:
     return state.device
 
 
+@functools.cache
 def device_name() -> str:
-    """What the device is: the GPU's name, or the CPU's model name from /proc/cpuinfo."""
+    """What the device is: the GPU's name, or the CPU's model name from /proc/cpuinfo (read once)."""
     device = compute_device()
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
