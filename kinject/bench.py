@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from kinject.checks import check_section
 from kinject.claims import held, try_claim
 from kinject.config import RunConfig, dump_config
 from kinject.data.jsonl import atomic_write_text, write_json, write_jsonl
@@ -41,7 +42,7 @@ from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
 from kinject.models import load_model, resolve_model_path, save_injected
 from kinject.report.aggregate import build_results, flatten_metrics
 from kinject.report.files import write_run_reports
-from kinject.training.trainer import check_master_weights, check_sharded_launch, training_arguments
+from kinject.training.trainer import check_sharded_launch, training_arguments
 
 
 def _identity(config: Any) -> Any:
@@ -209,14 +210,11 @@ def _run_unit(seed: int, unit: list[str], corpus: Corpus, cfg: RunConfig, out: P
 def check_run(cfg: RunConfig) -> dict[int, Corpus]:
     """Every check a suite can fail before any work (methods, seeds, dtype, train.*, each
     method's own checks on each seed's corpus); returns the corpora by seed."""
+    check_section(cfg, "")
     methods = resolve_methods(cfg.methods)
-    if not cfg.seeds:
-        raise UserError("seeds: give at least one seed")
-    resolve_dtype(cfg.model_dtype)
     if any(get_method(m).trains for m in methods):
         with tempfile.TemporaryDirectory() as tmp:
             training_arguments(cfg.train, tmp, 0, 1)
-        check_master_weights(cfg.train)
         check_sharded_launch(cfg.train)
     corpora = {seed: load_corpus(cfg.data, seed) for seed in cfg.seeds}
     for corpus in corpora.values():

@@ -2,7 +2,8 @@
 
 Keys are dotted paths into :class:`RunConfig` (``train.lr=3e-4``, ``data.builtin.test_people=8``).
 Values are parsed as YAML scalars/lists (``methods=[base,ft]``, ``data.limit=100``). An unknown
-key or a value of the wrong type is a :class:`~kinject.errors.UserError` naming the key.
+key, a value of the wrong type, or one out of its range or set (each section's ``CHECKS``,
+:mod:`kinject.checks`) is a :class:`~kinject.errors.UserError` naming the key.
 """
 
 from __future__ import annotations
@@ -12,18 +13,21 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
+from kinject.checks import Check, at_least, check_section, non_empty, one_of, seed_range
 from kinject.data.builtin.world import BuiltinConfig
 from kinject.data.demonstrations import QAConfig
+from kinject.data.loaders import SOURCES
 from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
 from kinject.generation.generators import GenerationConfig
 from kinject.generation.paraphrase import ParaConfig
 from kinject.generation.questions import QuestionConfig
 from kinject.generation.self_sample import DeliaConfig
+from kinject.hardware import DTYPES
 from kinject.lapael.config import LapaelConfig
 from kinject.models import DEFAULT_MODEL
 from kinject.retrieval.retriever import RetrievalConfig
@@ -49,6 +53,9 @@ class DataConfig:
     split: str = "test"
     limit: int | None = None
     builtin: BuiltinConfig = field(default_factory=BuiltinConfig)
+
+    CHECKS: ClassVar[dict[str, Check]] = {"source": one_of(*SOURCES), "split": one_of("test", "train"),
+                                          "limit": at_least(1)}
 
 
 @dataclass
@@ -77,6 +84,10 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_models: bool = False
     save_merged: bool = False
+
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "methods": non_empty, "seeds": lambda v: non_empty(v) or next(filter(None, map(seed_range, v)), None),
+        "model_dtype": one_of("auto", *DTYPES)}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -196,6 +207,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     for text in overrides or []:
         key, value = parse_override(text)
         apply_mapping(cfg, {key: value})
+    check_section(cfg, "")
     return cfg
 
 

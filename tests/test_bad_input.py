@@ -124,7 +124,7 @@ def test_existing_eval_output_is_not_overwritten(capsys, tmp_path, tiny_model_di
 
 def test_unknown_probe_kind_in_eval_kinds(capsys, tmp_path, tiny_model_dir, probes):
     code, err = run(capsys, "eval", "--model", str(tiny_model_dir), "--probes", str(probes), "eval.kinds=[qaa]")
-    assert code == 2 and "eval.kinds: unknown probe kind 'qaa'" in err
+    assert code == 2 and "'eval.kinds': ['qaa'] has 'qaa', which is not one of" in err
     _one_clean_line(err)
 
 

@@ -1,3 +1,5 @@
+import dataclasses
+import typing
 from pathlib import Path
 
 import pytest
@@ -77,3 +79,47 @@ def test_dump_round_trips(tmp_path):
     f = tmp_path / "c.yaml"
     f.write_text(dump_config(cfg))
     assert load_config(f) == cfg
+
+
+def _sections(obj, prefix=""):
+    yield prefix, obj
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            yield from _sections(value, f"{prefix}.{f.name}".lstrip("."))
+
+
+def test_every_numeric_key_has_a_range_check():
+    """A count, size or rate with no CHECKS entry would take any value (-1, nan) silently."""
+    unchecked = []
+    for prefix, section in _sections(RunConfig()):
+        hints = typing.get_type_hints(type(section))
+        checks = getattr(type(section), "CHECKS", {})
+        for f in dataclasses.fields(section):
+            arms = typing.get_args(hints[f.name]) or (hints[f.name],)
+            if any(a in (int, float) for a in arms) and f.name not in checks:
+                unchecked.append(f"{prefix}.{f.name}")
+    assert unchecked == []
+
+
+@pytest.mark.parametrize("override, named", [
+    ("train.lr=-1", "'train.lr': -1.0 must be a finite number > 0"),
+    ("train.lr=nan", "'train.lr': nan must be"),
+    ("train.lr=.inf", "'train.lr': inf must be"),
+    ("train.batch_size=0", "'train.batch_size': 0 must be >= 1"),
+    ("seeds=[-1]", "'seeds': [-1] must be in [0, 4294967296)"),
+    ("eval.bf16=maybe", "'eval.bf16': 'maybe' is not one of auto, true, false"),
+    ("train.layers=abc", "'train.layers': 'abc' is not a slice"),
+    ("data.limit=0", "'data.limit': 0 must be >= 1"),
+    ("model_dtype=int8", "'model_dtype': 'int8' is not one of auto"),
+])
+def test_values_out_of_range_are_refused_when_the_config_loads(override, named):
+    with pytest.raises(UserError) as exc:
+        load_config(None, [override])
+    assert named in str(exc.value)
+
+
+def test_null_passes_an_optional_key_and_a_bool_is_not_a_number():
+    assert load_config(None, ["data.limit=null", "eval.bf16=false"]).eval.bf16 is False
+    with pytest.raises(UserError, match=r"'train\.batch_size': expected int"):
+        load_config(None, ["train.batch_size=true"])

@@ -174,7 +174,7 @@ def test_bad_demonstration_settings_are_one_line_errors(tmp_path):
         select_demonstrations(corpus, QAConfig(mode="later"), 0)
     with pytest.raises(UserError, match="no such file"):
         select_demonstrations(corpus, QAConfig(source=str(tmp_path / "missing.jsonl")), 0)
-    with pytest.raises(UserError, match=r"qa\.loss: 'question' is not one of all, answer"):
+    with pytest.raises(UserError, match=r"'qa\.loss': 'question' is not one of all, answer"):
         select_demonstrations(corpus, QAConfig(loss="question"), 0)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"question": "Q?", "answer": "A"}\n{"question": "no answer"}\n')

@@ -25,8 +25,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from kinject.checks import Check, at_least, check_section, one_of, positive
 from kinject.data.jsonl import load_records
 from kinject.data.schema import Corpus, Probe
 from kinject.errors import UserError
@@ -72,6 +73,10 @@ class QAConfig:
     pairs: bool = True
     header: bool = True
 
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "mode": one_of(*MODES), "ratio": positive, "paraphrases": at_least(0), "epochs": positive,
+        "loss": one_of(*LOSSES)}
+
 
 @dataclass
 class Demonstrations:
@@ -109,16 +114,7 @@ def demonstration_text(pair: Probe, loss: str, header: str = "") -> TrainText:
 
 
 def check_qa_config(cfg: QAConfig) -> None:
-    if cfg.mode not in MODES:
-        raise UserError(f"qa.mode: {cfg.mode!r} is not one of {', '.join(MODES)}")
-    if cfg.ratio is not None and cfg.ratio <= 0:
-        raise UserError(f"qa.ratio must be > 0 (or null for all), got {cfg.ratio}")
-    if cfg.loss not in LOSSES:
-        raise UserError(f"qa.loss: {cfg.loss!r} is not one of {', '.join(LOSSES)}")
-    if cfg.epochs <= 0:
-        raise UserError(f"qa.epochs must be > 0, got {cfg.epochs}")
-    if cfg.paraphrases < 0:
-        raise UserError(f"qa.paraphrases must be >= 0, got {cfg.paraphrases}")
+    check_section(cfg, "qa")
     if cfg.source != "train" and not Path(cfg.source).is_file():
         raise UserError(f"qa.source: {cfg.source}: no such file (give 'train' or a QA JSONL)")
 

@@ -20,11 +20,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from kinject.checks import Check, at_least, check_section, each_one_of, non_empty, one_of
 from kinject.data.builtin.retention import RETENTION_FEWSHOT, RETENTION_FILE, retention_probes
 from kinject.data.schema import PROBE_KINDS, Corpus, Probe
-from kinject.errors import UserError
 from kinject.evaluation.lm import PrefixLM
 from kinject.evaluation.metrics import NORMALISATION, mean, score_answer
 from kinject.hardware import resolve_bf16
@@ -58,6 +58,11 @@ class EvalConfig:
     limit: int | None = None
     retention_file: str | None = None
     progress: bool = True
+
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "kinds": lambda v: non_empty(v) or each_one_of(*PROBE_KINDS)(v), "batch_size": at_least(1),
+        "max_new_tokens": at_least(1), "cloze_max_new_tokens": at_least(1), "bf16": one_of("auto", True, False),
+        "limit": at_least(1)}
 
 
 def qa_header(instruction: str, fewshot: Sequence[tuple[str, str]]) -> str:
@@ -131,9 +136,7 @@ def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: Context
     carries the method's text (retrieved passages) before the question or cloze prefix. Kinds
     without probes are skipped.
     """
-    unknown = [k for k in cfg.kinds if k not in PROBE_KINDS]
-    if unknown:
-        raise UserError(f"eval.kinds: unknown probe kind {unknown[0]!r} (known: {', '.join(PROBE_KINDS)})")
+    check_section(cfg, "eval")
     kw = {"batch_size": cfg.batch_size, "bf16": resolve_bf16(cfg.bf16), "progress": cfg.progress}
     header = qa_header(corpus.instruction, corpus.fewshot)
     metrics: dict[str, dict[str, float]] = {}

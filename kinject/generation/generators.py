@@ -14,8 +14,9 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
+from kinject.checks import Check, at_least, check_section, non_negative, one_of, open_fraction, positive, seed_range
 from kinject.errors import UserError
 from kinject.models import DEFAULT_MODEL
 
@@ -49,16 +50,15 @@ class GenerationConfig:
     cache: bool = True
     progress: bool = True
 
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "backend": one_of(*BACKENDS), "temperature": non_negative, "top_p": open_fraction,
+        "max_new_tokens": at_least(1), "batch_size": at_least(1), "seed": seed_range, "timeout": positive}
+
 
 def check_generation_config(cfg: GenerationConfig) -> None:
-    if cfg.backend not in BACKENDS:
-        raise UserError(f"generate.backend: {cfg.backend!r} is not one of {', '.join(BACKENDS)}")
+    check_section(cfg, "generate")
     if cfg.backend == "endpoint" and not cfg.base_url:
         raise UserError("generate.base_url: the endpoint backend needs a base URL (e.g. http://127.0.0.1:8000/v1)")
-    if cfg.temperature < 0 or not 0 < cfg.top_p <= 1:
-        raise UserError(f"generate: temperature must be >= 0 and top_p in (0, 1], got {cfg.temperature}, {cfg.top_p}")
-    if cfg.max_new_tokens < 1 or cfg.batch_size < 1:
-        raise UserError("generate.max_new_tokens and generate.batch_size must be >= 1")
 
 
 @dataclass

@@ -29,8 +29,9 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from kinject.checks import Check, at_least, check_section, fraction, positive
 from kinject.data.jsonl import load_records
 from kinject.data.schema import Corpus, Document, Fact
 from kinject.errors import UserError
@@ -67,6 +68,10 @@ class ParaConfig:
     answer_at_end: int | None = None
     allow_new_numbers: bool = False
 
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "k": at_least(0), "epochs": positive, "oversample": at_least(1), "min_length": positive,
+        "max_length": positive, "max_similarity": fraction, "answer_at_end": at_least(1)}
+
 
 @dataclass
 class Paraphrases:
@@ -78,11 +83,8 @@ class Paraphrases:
 
 
 def check_para_config(cfg: ParaConfig, gen: GenerationConfig) -> None:
-    if cfg.k < 0:
-        raise UserError(f"para.k must be >= 0, got {cfg.k}")
-    if cfg.oversample < 1:
-        raise UserError(f"para.oversample must be >= 1, got {cfg.oversample}")
-    if not 0 < cfg.min_length <= cfg.max_length:
+    check_section(cfg, "para")
+    if not cfg.min_length <= cfg.max_length:
         raise UserError(f"para.min_length/max_length: need 0 < min <= max, got {cfg.min_length}, {cfg.max_length}")
     if cfg.source == "generate":
         check_generation_config(gen)

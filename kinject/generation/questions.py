@@ -29,10 +29,10 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from kinject.checks import Check, at_least, check_section, seed_range
 from kinject.data.schema import Document, Probe
-from kinject.errors import UserError
 from kinject.evaluation.metrics import contains_run, tokens
 from kinject.generation.cache import GenerationCost, cached_sample
 from kinject.generation.generators import GenerationConfig, make_generator
@@ -54,6 +54,8 @@ class QuestionConfig:
     samples: int = 4
     mcq: bool = True
     seed: int = 0
+
+    CHECKS: ClassVar[dict[str, Check]] = {"samples": at_least(1), "seed": seed_range}
 
 
 def parse_reply(reply: str) -> tuple[str, str, list[str]] | None:
@@ -91,8 +93,7 @@ def distractors(answer: str, wrong: list[str]) -> list[str] | None:
 def generate_questions(documents: list[Document], cfg: QuestionConfig, gen: GenerationConfig,
                        cache: Path | None) -> tuple[list[Probe], dict[str, Any]]:
     """QA (and MCQ) probes for each document whose replies pass, and the counts and cost."""
-    if cfg.samples < 1:
-        raise UserError(f"questions.samples must be >= 1, got {cfg.samples}")
+    check_section(cfg, "questions")
     generator = make_generator(gen)
     cost = GenerationCost()
     requests = [[{"role": "user", "content": PROMPT.format(text=d.text)}] for d in documents]

@@ -22,8 +22,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+from kinject.checks import Check, at_least, check_section, non_negative, open_fraction, positive, seed_range
 from kinject.data.jsonl import load_records
 from kinject.errors import UserError
 from kinject.generation.cache import GenerationCost, cached_sample
@@ -46,6 +47,10 @@ class DeliaConfig:
     seed: int = 0
     cache: bool = True
 
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "ratio": positive, "temperature": non_negative, "top_p": open_fraction, "max_new_tokens": at_least(1),
+        "batch_size": at_least(1), "seed": seed_range}
+
 
 @dataclass
 class SelfSamples:
@@ -56,10 +61,7 @@ class SelfSamples:
 
 
 def check_delia_config(cfg: DeliaConfig) -> None:
-    if cfg.ratio <= 0:
-        raise UserError(f"delia.ratio must be > 0, got {cfg.ratio}")
-    if cfg.max_new_tokens < 1 or cfg.batch_size < 1:
-        raise UserError("delia.max_new_tokens and delia.batch_size must be >= 1")
+    check_section(cfg, "delia")
     for key, value in (("delia.queries", cfg.queries), ("delia.samples", cfg.samples)):
         if value not in (None, "builtin") and not Path(value).is_file():
             raise UserError(f"{key}: {value}: no such file")

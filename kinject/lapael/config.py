@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
+
+from kinject.checks import Check, at_least, fraction, layer_spec, positive
 
 
 @dataclass
@@ -39,3 +42,9 @@ class LapaelConfig:
     paraphrases: int = 10
     max_length: int = 192
     limit: int | None = None
+
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "layers": layer_spec, "kl_layers": layer_spec, "copies": at_least(2), "epochs": at_least(1),
+        "batch_size": at_least(1), "lr": positive, "max_grad_norm": positive, "std_floor": positive,
+        "mask_temperature": positive, "mask_ratio": fraction, "mask_weight": at_least(0), "paraphrases": at_least(2),
+        "max_length": at_least(2), "limit": at_least(1)}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from kinject.checks import check_section
 from kinject.errors import UserError
 from kinject.hardware import compute_device, place
 from kinject.lapael.config import LapaelConfig
@@ -75,15 +76,8 @@ def resolve_layers(model, cfg: LapaelConfig) -> tuple[list[int], list[int]]:
 
 
 def check_train_config(cfg: LapaelConfig) -> None:
-    """UserError naming the first key out of range."""
-    rules = {"copies": cfg.copies >= 2, "epochs": cfg.epochs >= 1, "batch_size": cfg.batch_size >= 1,
-             "lr": cfg.lr > 0, "std_floor": cfg.std_floor > 0, "mask_temperature": cfg.mask_temperature > 0,
-             "mask_ratio": 0 <= cfg.mask_ratio <= 1, "mask_weight": cfg.mask_weight >= 0,
-             "paraphrases": cfg.paraphrases >= 2, "max_length": cfg.max_length >= 2,
-             "max_grad_norm": cfg.max_grad_norm > 0}
-    for key, ok in rules.items():
-        if not ok:
-            raise UserError(f"lapael.{key}: {getattr(cfg, key)!r} is out of range")
+    """UserError naming the first key out of range (``LapaelConfig.CHECKS``)."""
+    check_section(cfg, "lapael")
 
 
 @dataclass

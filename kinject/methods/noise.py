@@ -14,10 +14,9 @@ copy 0 clean and the others perturbed, during training only (evaluation sees the
 
 from __future__ import annotations
 
-import math
-
 import torch
 
+from kinject.checks import check_section
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
@@ -42,16 +41,9 @@ def neftune_noise(alpha: float):
 
 
 def check_noise(corpus: Corpus, cfg: RunConfig) -> None:
-    if cfg.noise.copies < 2:
-        raise UserError(f"noise.copies must be >= 2 (copy 0 is clean), got {cfg.noise.copies}")
+    check_section(cfg.noise, "noise")
     if cfg.train.packing:
         raise UserError(PACKING_WITH_COPIES)
-    if cfg.noise.freelb_steps < 1:
-        raise UserError(f"noise.freelb_steps must be >= 1, got {cfg.noise.freelb_steps}")
-    for key in ("neftune_alpha", "scale", "freelb_init", "freelb_step", "freelb_max_norm"):
-        value = getattr(cfg.noise, key)
-        if not math.isfinite(value) or value < 0:
-            raise UserError(f"noise.{key} must be a finite number >= 0, got {value}")
 
 
 @register_method("neftune", "fine-tuning on the documents, noise.copies copies per sample, NEFTune embedding "

@@ -88,7 +88,7 @@ def _token_spans(text: str, tokenizer: Any, size: int, overlap: int) -> list[tup
 
 
 def check_chunking(by: str, size: int, overlap: int) -> None:
-    if by not in CHUNKINGS:
+    if by not in CHUNKINGS:  # a caller that built no RetrievalConfig
         raise UserError(f"retrieval.chunking: {by!r} is not one of {', '.join(CHUNKINGS)}")
     if by == "tokens" and not 0 <= overlap < size:
         raise UserError(f"retrieval.chunk_overlap must be >= 0 and < retrieval.chunk_tokens ({size}), got {overlap}")

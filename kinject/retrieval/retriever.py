@@ -13,14 +13,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from kinject.artifacts import directory_fingerprint
+from kinject.checks import Check, at_least, check_section, one_of
 from kinject.data.schema import Corpus, Document, Probe
 from kinject.errors import UserError
 from kinject.evaluation.metrics import contains_run, tokens
 from kinject.evaluation.runner import Context
-from kinject.retrieval.chunking import Chunk, check_chunking, chunk_documents
+from kinject.retrieval.chunking import CHUNKINGS, Chunk, check_chunking, chunk_documents
 from kinject.retrieval.embedder import DEFAULT_EMBEDDER, Embedder, resolve_embedder_path
 from kinject.retrieval.index import Hit, PassageIndex, read_index_meta
 
@@ -52,12 +53,15 @@ class RetrievalConfig:
     cache: bool = True
     progress: bool = True
 
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "k": at_least(1), "chunking": one_of(*CHUNKINGS), "chunk_tokens": at_least(1), "chunk_overlap": at_least(0),
+        "ivf_threshold": at_least(1), "nprobe": at_least(1), "batch_size": at_least(1)}
+
+
 
 def check_retrieval_config(cfg: RetrievalConfig) -> None:
     """Raise UserError for a value no retriever can use (before any work starts)."""
-    for key in ("k", "batch_size", "ivf_threshold", "nprobe"):
-        if getattr(cfg, key) < 1:
-            raise UserError(f"retrieval.{key} must be >= 1, got {getattr(cfg, key)}")
+    check_section(cfg, "retrieval")
     check_chunking(cfg.chunking, cfg.chunk_tokens, cfg.chunk_overlap)
     if cfg.index is not None:
         path = Path(cfg.index).expanduser()

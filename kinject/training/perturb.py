@@ -17,10 +17,11 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from kinject.checks import Check, at_least, layer_spec, non_negative
 from kinject.errors import UserError
 
 # fn(hidden (rows, T, d), layer index or -1 for embeddings, per-row batch tensors such as
@@ -49,6 +50,12 @@ class NoiseConfig:
     freelb_step: float = 0.1
     freelb_steps: int = 2
     freelb_max_norm: float = 0.0
+
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "copies": at_least(2), "neftune_alpha": non_negative, "layers": layer_spec, "scale": non_negative,
+        "freelb_init": non_negative, "freelb_step": non_negative, "freelb_steps": at_least(1),
+        "freelb_max_norm": non_negative}
+
 
 
 @dataclass

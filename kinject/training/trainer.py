@@ -14,10 +14,21 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
+from kinject.checks import (
+    Check,
+    at_least,
+    check_section,
+    fraction,
+    layer_spec,
+    non_empty,
+    non_negative,
+    one_of,
+    positive,
+)
 from kinject.errors import UserError
 from kinject.hardware import compute_device, resolve_bf16
 from kinject.training.perturb import Perturbation, decoder_layers, perturbed
@@ -72,6 +83,14 @@ class TrainConfig:
     args: dict[str, Any] = field(default_factory=dict)
     progress: bool = True
 
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "mode": one_of("full", "lora", "subset"), "lr": positive, "epochs": positive, "batch_size": at_least(1),
+        "grad_accum": at_least(1), "warmup": non_negative, "weight_decay": non_negative,
+        "max_grad_norm": non_negative, "max_length": at_least(2), "bf16": one_of("auto", True, False),
+        "layers": layer_spec, "modules": non_empty, "lora_r": at_least(1), "lora_alpha": at_least(1),
+        "lora_dropout": fraction, "lora_targets": non_empty, "master_weights": one_of("float32", "model")}
+
+
 
 # TrainingArguments keys kinject derives from TrainConfig (or fixes): train.args may not set them.
 _OWN_ARGS = {"output_dir": "", "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum",
@@ -112,17 +131,12 @@ def training_arguments(cfg: TrainConfig, output_dir: str, seed: int, logging_ste
         raise UserError(f"train: {str(exc).splitlines()[0]}") from None
 
 
-def check_master_weights(cfg: TrainConfig) -> None:
-    if cfg.master_weights not in ("float32", "model"):
-        raise UserError(f"train.master_weights: {cfg.master_weights!r} is not float32 or model")
-
-
 @contextlib.contextmanager
 def training_state(model, cfg: TrainConfig) -> Iterator[None]:
     """Within the block: no key/value cache (a training forward would fill one and throw it away),
     and a full/subset model in fp32 when ``cfg.master_weights`` is float32 (and it is not already);
     both undone afterwards. LoRA and ``master_weights=model`` keep the model's dtype."""
-    check_master_weights(cfg)
+    check_section(cfg, "train")
     dtype = next(model.parameters()).dtype
     upcast = cfg.mode != "lora" and cfg.master_weights == "float32" and dtype != torch.float32
     use_cache = getattr(model.config, "use_cache", None)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from kinject.checks import Check, at_least, check_section, one_of, seed_range
 from kinject.data.builtin.names import NameMaker
 from kinject.data.builtin.templates import ORG_SUFFIXES, PRODUCTS, PROFESSIONS, RELATIONS, Relation, fill
 from kinject.data.schema import Corpus, Document, Fact, Probe
-from kinject.errors import UserError
 
 MIN_POOL = 4
 
@@ -36,6 +37,11 @@ class BuiltinConfig:
     paraphrases: int = 10
     fewshot: int = 5
     demo_questions: str = "disjoint"
+
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "seed": seed_range, "test_people": at_least(1), "test_orgs": at_least(1), "train_people": at_least(1),
+        "train_orgs": at_least(1), "paraphrases": at_least(0), "fewshot": at_least(0),
+        "demo_questions": one_of("disjoint", "shared")}
 
 
 @dataclass
@@ -105,8 +111,7 @@ def _distractors(answer: str, pool: list[str], n: int, rng: random.Random) -> li
 
 def build_world(cfg: BuiltinConfig, seed: int) -> Corpus:
     """Generate the benchmark corpus for ``seed`` (deterministic)."""
-    if cfg.demo_questions not in ("disjoint", "shared"):
-        raise UserError(f"data.builtin.demo_questions: {cfg.demo_questions!r} is not disjoint or shared")
+    check_section(cfg, "data.builtin")
     rng = random.Random(seed)
     names = NameMaker(rng)
     test = _make_split("test", cfg.test_people, cfg.test_orgs, names, rng)
