@@ -20,7 +20,6 @@ resumes where it stopped. A directory holding another run's config is refused, n
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,8 +30,8 @@ import yaml
 
 from kinject.checks import check_section
 from kinject.claims import held, try_claim
-from kinject.config import RunConfig, dump_config
-from kinject.data.jsonl import atomic_write_text, write_json, write_jsonl
+from kinject.config import RunConfig, dump_config, read_config_file
+from kinject.data.jsonl import atomic_write_text, read_json, write_json, write_jsonl
 from kinject.data.loaders import load_corpus
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
@@ -61,7 +60,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
         if not out.is_dir():
             raise UserError(f"--out {out}: exists and is not a directory")
         if cfg_file.is_file():
-            if _identity(yaml.safe_load(cfg_file.read_text())) != _identity(yaml.safe_load(text)):
+            if _identity(read_config_file(cfg_file)) != _identity(yaml.safe_load(text)):
                 raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
             return
         if any(not p.name.startswith(".") for p in out.iterdir()):  # another worker's half-written file aside
@@ -136,6 +135,18 @@ def cell_path(out: Path, method: str, seed: int) -> Path:
     return out / "cells" / f"{cell_name(method, seed)}.json"
 
 
+def read_cell(out: Path, method: str, seed: int) -> dict[str, Any]:
+    """A finished cell from disk; one UserError naming the file when it is not one (edited or
+    damaged outside kinject: cells are written atomically)."""
+    path = cell_path(out, method, seed)
+    cell = read_json(path)
+    if not (isinstance(cell, dict) and cell.get("method") == method and cell.get("seed") == seed
+            and isinstance(cell.get("metrics"), dict) and isinstance(cell.get("cost"), dict)):
+        raise UserError(f"{path}: not a cell of {method} seed {seed} (fields missing or of the wrong type); "
+                        "delete it to run the cell again")
+    return cell
+
+
 def missing_cells(out: Path, cfg: RunConfig) -> list[str]:
     """The cells of ``cfg``'s suite not yet written in ``out``, by name."""
     return [cell_name(m, s) for m in resolve_methods(cfg.methods) for s in cfg.seeds
@@ -169,7 +180,7 @@ def _launch_identity(out: Path, launch: dict[str, Any]) -> None:
     """Record this launch (``launch.json``) in a new run; refuse to resume one made under another."""
     path = out / "launch.json"
     if path.is_file():
-        recorded = json.loads(path.read_text())
+        recorded = read_json(path)
         if recorded != launch:
             diff = ", ".join(f"{k} {recorded.get(k)!r} -> {v!r}" for k, v in launch.items() if recorded.get(k) != v)
             raise UserError(f"--out {out}: its cells ran under another launch ({diff}); a resumed run must keep "
@@ -265,7 +276,7 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
 def write_results(out: Path, cfg: RunConfig, corpora: dict[int, Corpus]) -> dict[str, Any]:
     """results.json, report.md and report.html from the cells on disk (whoever wrote them)."""
     methods = resolve_methods(cfg.methods)
-    cells = {m: {s: json.loads(cell_path(out, m, s).read_text()) for s in cfg.seeds} for m in methods}
+    cells = {m: {s: read_cell(out, m, s) for s in cfg.seeds} for m in methods}
     hashes = {str(seed): c.content_hash() for seed, c in corpora.items()}
     last = corpora[cfg.seeds[-1]]
     data = {"name": last.name, "source": cfg.data.source, "documents": len(last.documents),
@@ -294,7 +305,7 @@ def merge_run(out: Path) -> dict[str, Any] | None:
                         f"finish them with: kinject bench --config {out / 'config.yaml'} --out {out}")
     results_file = out / "results.json"
     if results_file.is_file():
-        done = json.loads(results_file.read_text())
+        done = read_json(results_file)
         have = {cell_name(m, int(s)) for m, entry in done.get("methods", {}).items() for s in entry.get("per_seed", {})}
         if have >= set(expected):
             return None

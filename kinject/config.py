@@ -20,6 +20,7 @@ import yaml
 from kinject.checks import Check, at_least, check_section, non_empty, one_of, seed_range
 from kinject.data.builtin.world import BuiltinConfig
 from kinject.data.demonstrations import QAConfig
+from kinject.data.jsonl import read_text
 from kinject.data.loaders import SOURCES
 from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
@@ -188,22 +189,28 @@ def parse_override(text: str) -> tuple[str, _Override]:
     return key.strip(), _Override(value, raw)
 
 
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping in a YAML config file; UserError naming the file (and line) when it is missing,
+    not UTF-8, malformed or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such config file")
+    try:
+        mapping = yaml.safe_load(read_text(path)) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        raise UserError(f"{path}{line}: malformed YAML") from None
+    if not isinstance(mapping, dict):
+        raise UserError(f"{path}: the config must be a mapping of keys")
+    return mapping
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
     cfg = RunConfig()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise UserError(f"{path}: no such config file")
-        try:
-            mapping = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise UserError(f"{path}{line}: malformed YAML") from None
-        if not isinstance(mapping, dict):
-            raise UserError(f"{path}: the config must be a mapping of keys")
-        apply_mapping(cfg, mapping, where=f"{path}: ")
+        apply_mapping(cfg, read_config_file(path), where=f"{path}: ")
     for text in overrides or []:
         key, value = parse_override(text)
         apply_mapping(cfg, {key: value})

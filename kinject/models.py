@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kinject.data.jsonl import read_json
 from kinject.errors import UserError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -139,14 +140,10 @@ def resolve_model_path(name: str) -> str:
 def _adapter_base(path: Path) -> str:
     """The base model of a LoRA adapter directory: the name kinject saved beside it, else peft's
     ``base_model_name_or_path``."""
-    import json
-
     for meta, key in ((path / ADAPTER_BASE, "base_model"), (path / "adapter_config.json", "base_model_name_or_path")):
         if meta.is_file():
-            try:
-                base = json.loads(meta.read_text(encoding="utf-8")).get(key)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{meta}:{exc.lineno}: not valid JSON") from None
+            found = read_json(meta)
+            base = found.get(key) if isinstance(found, dict) else None
             if base:
                 return str(base)
     raise UserError(f"{path}: a LoRA adapter that names no base model ({ADAPTER_BASE} or base_model_name_or_path)")
@@ -160,6 +157,7 @@ def load_model(name: str = DEFAULT_MODEL, dtype: str = "auto") -> LoadedModel:
     a pad token (EOS if it has none) and left padding for batched generation; the model goes to
     :func:`kinject.hardware.compute_device`.
     """
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -180,7 +178,7 @@ def load_model(name: str = DEFAULT_MODEL, dtype: str = "auto") -> LoadedModel:
             model = PeftModel.from_pretrained(model, path).merge_and_unload()
         else:
             model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # missing, truncated or mismatched weights
         raise UserError(f"model {name!r}: could not be loaded ({str(exc).splitlines()[0]})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -27,7 +27,7 @@ from typing import Any
 import yaml
 
 from kinject.config import RunConfig, apply_mapping, parse_override
-from kinject.data.jsonl import atomic_write_text, write_json
+from kinject.data.jsonl import atomic_write_text, read_text, write_json
 from kinject.errors import UserError
 from kinject.hardware import is_main_process
 from kinject.report.files import write_sweep_reports
@@ -106,7 +106,7 @@ def prepare_sweep_dir(out: Path, cfg: RunConfig, axes: list[SweepAxis]) -> None:
         if not out.is_dir():
             raise UserError(f"--out {out}: exists and is not a directory")
         if marker.is_file():
-            if marker.read_text() != text:
+            if read_text(marker) != text:
                 raise UserError(f"--out {out}: holds a different sweep or config; choose another directory")
             return
         if any(out.iterdir()):

@@ -11,12 +11,12 @@ Worker logs are under ``DIR/workers/``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from kinject.config import RunConfig
+from kinject.data.jsonl import read_json
 from kinject.errors import UserError
 
 CLUSTERS = ("auto", "local", "slurm")
@@ -75,4 +75,4 @@ def run_workers(cfg: RunConfig, out: Path, n: int, cluster: str, options: dict[s
     if failed:
         raise UserError(f"{len(failed)} of {n} workers failed ({'; '.join(failed)}); logs under {out / 'workers'}")
     merge_run(out)
-    return json.loads((out / "results.json").read_text())
+    return read_json(out / "results.json")

@@ -137,7 +137,7 @@ def _damage(path, how):
         return path, r"not a kinject index \(meta.json is missing\)"
     if how == "bad-meta":
         (path / "meta.json").write_text("{not json")
-        return path, "meta.json: corrupted"
+        return path, "meta.json:1: malformed JSON"
     if how == "flipped-bytes":
         data = bytearray((path / "index.faiss").read_bytes())
         data[len(data) // 2] ^= 0xFF

@@ -1,4 +1,8 @@
-"""JSONL and JSON reading/writing with errors that name the file and line."""
+"""Text, JSONL and JSON reading/writing with errors that name the file and line.
+
+Every file kinject reads goes through :func:`read_text`: UTF-8, and a file that is missing,
+unreadable or not UTF-8 is one :class:`~kinject.errors.UserError` naming it (and the line).
+"""
 
 from __future__ import annotations
 
@@ -14,22 +18,35 @@ from kinject.errors import UserError
 T = TypeVar("T")
 
 
-def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Yield (1-based line number, object) for each non-blank line of a JSONL file."""
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of ``path``; UserError naming the file (and the line of the first byte that
+    is not UTF-8) when it is missing, unreadable or not UTF-8."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
-            if not isinstance(obj, dict):
-                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
-            yield lineno, obj
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise UserError(f"{path}:{line}: not UTF-8 text (byte {data[exc.start]:#04x} at offset {exc.start})") from None
+
+
+def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (1-based line number, object) for each non-blank line of a JSONL file."""
+    for lineno, line in enumerate(read_text(path).splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{lineno}: malformed JSON ({exc.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(obj).__name__}")
+        yield lineno, obj
 
 
 def load_records(path: str | Path, parse: Callable[[dict[str, Any]], T]) -> list[T]:
@@ -46,11 +63,9 @@ def load_records(path: str | Path, parse: Callable[[dict[str, Any]], T]) -> list
 
 
 def read_json(path: str | Path) -> Any:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: no such file")
+    """The JSON document in ``path``; UserError naming the file and line when it is not one."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text(path))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}:{exc.lineno}: malformed JSON ({exc.msg})") from None
 

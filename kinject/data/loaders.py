@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from kinject.data.builtin.retention import RETENTION_FEWSHOT
 from kinject.data.builtin.world import build_world
-from kinject.data.jsonl import load_records, read_json, read_jsonl
+from kinject.data.jsonl import load_records, read_json, read_jsonl, read_text
 from kinject.data.schema import Corpus, Document, Fact, Probe
 from kinject.errors import UserError
 
@@ -25,7 +25,7 @@ TEXT_SUFFIXES = (".txt", ".md")
 
 def parse_fewshot_prompt(path: Path) -> tuple[str, list[tuple[str, str]]]:
     """Read a LaPael-style prompt file: an instruction, Question/Answer pairs, then ``{text}``."""
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path)
     blocks = [b.strip() for b in text.split("\n\n") if b.strip()]
     if not blocks or "{text}" not in blocks[-1]:
         raise UserError(f"{path}: expected an instruction, Q/A blocks and a final 'Question: {{text}}' block")
@@ -104,7 +104,7 @@ def textdir_documents(root: Path) -> list[Document]:
         raise UserError(f"{root}: no such directory (data.path for source textdir)")
     documents = []
     for f in sorted(p for p in root.rglob("*") if p.suffix in TEXT_SUFFIXES and p.is_file()):
-        text = f.read_text(encoding="utf-8", errors="replace")
+        text = read_text(f)
         if text.strip():
             documents.append(Document(str(f.relative_to(root)), text, title=f.stem))
     return documents

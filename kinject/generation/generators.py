@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from kinject.checks import Check, at_least, check_section, non_negative, one_of, open_fraction, positive, seed_range
+from kinject.data.jsonl import read_text
 from kinject.errors import UserError
 from kinject.models import DEFAULT_MODEL
 
@@ -91,7 +92,7 @@ def _model_fingerprint(path: str) -> str:
     if not root.is_dir():
         return path
     files = sorted(p for p in root.iterdir() if p.suffix in (".json", ".safetensors", ".bin"))
-    blob = json.dumps([(p.name, p.stat().st_size, p.read_text() if p.name == "config.json" else "") for p in files])
+    blob = json.dumps([(p.name, p.stat().st_size, read_text(p) if p.name == "config.json" else "") for p in files])
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from kinject.artifacts import file_sha256, staged_directory
+from kinject.data.jsonl import read_json
 from kinject.errors import UserError
 from kinject.training.perturb import Perturbation, decoder_layers
 
@@ -133,13 +134,17 @@ def load_paraphraser(path: Path) -> LatentParaphraser:
     for f in (meta_path, weights):
         if not f.is_file():
             raise UserError(f"lapael.paraphraser: {f} is missing (not a paraphraser directory)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{meta_path}:{exc.lineno}: not valid JSON") from None
-    for key in ("format", "hidden_size", "layers", "mask_temperature", "weights_sha256"):
+    meta = read_json(meta_path)
+    kinds = {"format": str, "hidden_size": int, "layers": list, "mask_temperature": float, "weights_sha256": str}
+    if not isinstance(meta, dict):
+        raise UserError(f"{meta_path}: expected a JSON object")
+    for key, kind in kinds.items():
         if key not in meta:
             raise UserError(f"{meta_path}: missing field {key!r}")
+        value = meta[key]
+        ok = isinstance(value, kind) or (kind is float and isinstance(value, int))
+        if not ok or isinstance(value, bool) or (key == "layers" and not all(type(i) is int for i in value)):
+            raise UserError(f"{meta_path}: field {key!r} is not a {kind.__name__}{' of ints' if kind is list else ''}")
     if meta["format"] != FORMAT:
         raise UserError(f"{meta_path}: format {meta['format']!r} is not {FORMAT!r}")
     if file_sha256(weights) != meta["weights_sha256"]:

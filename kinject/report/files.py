@@ -6,11 +6,10 @@ directory's results.json or sweep.json, so a report can be re-rendered without r
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
-from kinject.data.jsonl import atomic_write_text
+from kinject.data.jsonl import atomic_write_text, read_json
 from kinject.errors import UserError
 from kinject.report import charts
 from kinject.report.html import run_html, sweep_html
@@ -40,10 +39,7 @@ def write_sweep_reports(out: Path, summary: dict[str, Any]) -> list[Path]:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path}: cannot be read as JSON ({exc})") from None
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise UserError(f"{path}: expected a JSON object")
     return doc

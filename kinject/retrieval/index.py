@@ -15,7 +15,6 @@ reverse order is known to crash on some platforms.
 from __future__ import annotations
 
 import importlib
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from kinject.artifacts import file_sha256, staged_directory
-from kinject.data.jsonl import load_records, write_json, write_jsonl
+from kinject.data.jsonl import load_records, read_json, write_json, write_jsonl
 from kinject.errors import UserError
 from kinject.retrieval.chunking import Chunk
 
@@ -155,10 +154,7 @@ def read_index_meta(path: Path) -> dict[str, Any]:
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: corrupted (not JSON: {exc})") from None
+    meta = read_json(path)
     if not isinstance(meta, dict) or meta.get("format") != INDEX_FORMAT:
         raise UserError(f"{path}: not a kinject index of format {INDEX_FORMAT}")
     try:
