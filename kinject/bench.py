@@ -5,6 +5,7 @@ The run directory::
     config.yaml            the resolved config (a re-run with the same config resumes; progress
                            bars may differ)
     launch.json            world size, device, its name, dtype (a resume under another is refused)
+    data.json              each seed's corpus hash (a resume on a changed corpus or probes file is refused)
     cells/<method>-seed<s>.json   one finished (method, seed): metrics, costs, precision, launch
     claims/<unit>.claim    a unit some worker is running now (kinject/claims.py)
     samples/<method>-seed<s>.jsonl  every probe's prompt, prediction and score
@@ -14,7 +15,8 @@ The run directory::
     report.html            the same, with charts (self-contained; ``kinject report DIR`` re-renders it)
 
 Every file is written atomically; a cell that exists is never recomputed, so a run killed half-way
-resumes where it stopped. A directory holding another run's config is refused, never overwritten.
+resumes where it stopped (temporaries the killed process left are removed). A directory holding
+another run's config, launch or data is refused, never overwritten, unless it holds no work yet.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from kinject.artifacts import check_writable, remove_stale_temporaries
 from kinject.checks import check_section
 from kinject.claims import held, try_claim
 from kinject.config import RunConfig, dump_config, read_config_file
@@ -51,21 +54,31 @@ def _identity(config: Any) -> Any:
     return config
 
 
+def _started(out: Path) -> bool:
+    """Whether a run directory holds work: a finished cell, or a unit some worker claimed."""
+    return any((out / d).is_dir() and any(not p.name.startswith(".") for p in (out / d).iterdir())
+               for d in ("cells", "claims"))
+
+
 def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     """Create ``out`` or check it holds this very config, progress bars aside (resume); refuse
-    anything else."""
+    anything else. A run that stopped before its first cell (a bad model path, say) holds no
+    work: its config gives way to the corrected one. Temporaries a killed run left are removed."""
     text = dump_config(cfg)
     cfg_file = out / "config.yaml"
-    if out.exists():
-        if not out.is_dir():
-            raise UserError(f"--out {out}: exists and is not a directory")
-        if cfg_file.is_file():
-            if _identity(read_config_file(cfg_file)) != _identity(yaml.safe_load(text)):
-                raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out}: exists and is not a directory")
+    check_writable(out)
+    if cfg_file.is_file():
+        if _identity(read_config_file(cfg_file)) == _identity(yaml.safe_load(text)):
+            remove_stale_temporaries(out)
             return
-        if any(not p.name.startswith(".") for p in out.iterdir()):  # another worker's half-written file aside
-            raise UserError(f"--out {out}: exists, is not empty and is not a kinject run; choose another directory")
+        if _started(out):
+            raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
+    elif out.exists() and any(not p.name.startswith(".") for p in out.iterdir()):  # a worker's temporary aside
+        raise UserError(f"--out {out}: exists, is not empty and is not a kinject run; choose another directory")
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(out)
     atomic_write_text(cfg_file, text)
 
 
@@ -176,18 +189,31 @@ def _shared(value: Any) -> Any:
     return broadcast_object_list([value])[0]
 
 
-def _launch_identity(out: Path, launch: dict[str, Any]) -> None:
-    """Record this launch (``launch.json``) in a new run; refuse to resume one made under another."""
-    path = out / "launch.json"
-    if path.is_file():
+def _record_identity(out: Path, name: str, identity: dict[str, Any], what: str) -> None:
+    """Record ``identity`` in ``out/name`` for a run that holds no work yet; refuse to resume a run
+    whose cells were made under another (one line naming what changed)."""
+    path = out / name
+    if path.is_file() and _started(out):
         recorded = read_json(path)
-        if recorded != launch:
-            diff = ", ".join(f"{k} {recorded.get(k)!r} -> {v!r}" for k, v in launch.items() if recorded.get(k) != v)
-            raise UserError(f"--out {out}: its cells ran under another launch ({diff}); a resumed run must keep "
-                            "world size, device and dtype (their batch sizes and arithmetic differ); "
-                            "choose another directory")
+        if recorded != identity:
+            diff = ", ".join(f"{k} {recorded.get(k)!r} -> {v!r}" for k, v in identity.items() if recorded.get(k) != v)
+            raise UserError(f"--out {out}: its cells ran on {what} ({diff}); choose another directory")
         return
-    write_json(path, launch)
+    write_json(path, identity)
+
+
+def _launch_identity(out: Path, launch: dict[str, Any]) -> None:
+    """``launch.json``: world size, device and dtype (a resumed run keeps them: batch sizes and
+    arithmetic differ)."""
+    _record_identity(out, "launch.json", launch, "another launch (a resumed run keeps world size, device and dtype)")
+
+
+def _data_identity(out: Path, cfg: RunConfig, corpora: dict[int, Corpus]) -> None:
+    """``data.json``: each seed's corpus hash (documents, paraphrases, probes, prompt), so that a
+    changed corpus or probes file is never mixed with cells computed on the old one."""
+    files = ", ".join(f"{k}={v}" for k, v in (("data.path", cfg.data.path), ("data.probes", cfg.data.probes)) if v)
+    _record_identity(out, "data.json", {f"seed {s}": c.content_hash() for s, c in corpora.items()},
+                     "other data: the corpus or its probes changed" + (f" ({files})" if files else ""))
 
 
 def _run_unit(seed: int, unit: list[str], corpus: Corpus, cfg: RunConfig, out: Path,
@@ -223,6 +249,7 @@ def check_run(cfg: RunConfig) -> dict[int, Corpus]:
     method's own checks on each seed's corpus); returns the corpora by seed."""
     check_section(cfg, "")
     methods = resolve_methods(cfg.methods)
+    resolve_model_path(cfg.model)
     if any(get_method(m).trains for m in methods):
         with tempfile.TemporaryDirectory() as tmp:
             training_arguments(cfg.train, tmp, 0, 1)
@@ -253,6 +280,7 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
     if main:
         prepare_run_dir(out, cfg)
         _launch_identity(out, launch_description(dtype))
+        _data_identity(out, cfg, corpora)
     for seed, unit in plan_units(methods, cfg.seeds):
         if _shared(all(cell_path(out, m, seed).is_file() for m in unit)):
             log(f"[seed {seed}] {', '.join(unit)}: done earlier, kept")

@@ -136,11 +136,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _fresh(path: str, what: str = "directory") -> Path:
-    """``--out``: a path that must not exist yet (nothing the user has is overwritten)."""
-    out = Path(path)
-    if out.exists():
-        raise UserError(f"--out {out}: already exists; choose a new {what}")
-    return out
+    """``--out``: a path that must not exist yet and can be written (checked before any work)."""
+    from kinject.artifacts import fresh_output
+
+    return fresh_output(path, what)
+
+
+def _refuse_both(args: argparse.Namespace, flag: str, key: str) -> None:
+    """One line when an option and the config key it sets are both given (``--seeds 3`` with
+    ``seeds=[5]``): which one is meant is not for kinject to guess."""
+    from kinject.config import read_config_file, split_override_key
+
+    given = [split_override_key(o) for o in args.overrides]
+    if args.config:
+        given += list(read_config_file(args.config))
+    if key in given:
+        raise UserError(f"{flag} and config key {key!r} both given; keep one")
 
 
 def _generation_cost(c: dict, out: Path) -> str:
@@ -161,8 +172,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     cfg = _load_cfg(args)
     if args.methods:
+        _refuse_both(args, "--methods", "methods")
         cfg.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     if args.seeds is not None:
+        _refuse_both(args, "--seeds", "seeds")
         if args.seeds < 1:
             raise UserError(f"--seeds must be >= 1, got {args.seeds}")
         cfg.seeds = list(range(args.seeds))
@@ -208,23 +221,21 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_inject(args: argparse.Namespace) -> int:
-    from kinject.bench import inject
-    from kinject.data.loaders import load_corpus
-    from kinject.methods import get_method
+    from kinject.artifacts import staged_directory
+    from kinject.bench import check_run, inject
     from kinject.models import save_injected
 
     cfg = _load_cfg(args)
     out = _fresh(args.out)
-    spec = get_method(args.method)
-    corpus = load_corpus(cfg.data, args.seed)
-    if spec.check is not None:
-        spec.check(corpus, cfg)
-    injected = inject(args.method, args.seed, corpus, cfg, out)
-    written = save_injected(injected.model, injected.tokenizer, out, cfg.model, merged=cfg.save_merged)
+    cfg.methods, cfg.seeds = [args.method], [args.seed]
+    corpus = check_run(cfg)[args.seed]
+    with staged_directory(out) as stage:  # the model directory appears whole, or not at all
+        injected = inject(args.method, args.seed, corpus, cfg, stage)
+        written = save_injected(injected.model, injected.tokenizer, stage, cfg.model, merged=cfg.save_merged)
     what = "LoRA adapter" if hasattr(injected.model, "peft_config") else "model"
     print(f"{args.method} (seed {args.seed}): {injected.train_tokens} tokens trained in "
           f"{injected.train_seconds:.0f} s; {what} saved to {out}"
-          + (f" (merged: {written[1]})" if len(written) > 1 else ""))
+          + (f" (merged: {out / written[1].name})" if len(written) > 1 else ""))
     if injected.context is not None:
         print(f"retrieval index saved to {out / 'index'}; evaluate with: kinject eval --model {out} "
               f"retrieval.index={out / 'index'}")
@@ -328,6 +339,7 @@ def cmd_paraphrase(args: argparse.Namespace) -> int:
     cfg = _load_cfg(args)
     out = _fresh(args.out, "file")
     if args.k is not None:
+        _refuse_both(args, "--k", "para.k")
         cfg.para.k = args.k
     if cfg.para.k < 1:
         raise UserError(f"--k must be >= 1, got {cfg.para.k}")

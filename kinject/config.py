@@ -177,16 +177,21 @@ class _Override:
     raw: str
 
 
+def split_override_key(text: str) -> str:
+    """The key of a ``key=value`` override (the text before ``=``, stripped)."""
+    return text.split("=", 1)[0].strip()
+
+
 def parse_override(text: str) -> tuple[str, _Override]:
     """``key=value`` -> (key, the value as YAML and as raw text)."""
     if "=" not in text:
         raise UserError(f"override {text!r} is not key=value")
-    key, raw = text.split("=", 1)
+    key, raw = split_override_key(text), text.split("=", 1)[1]
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    return key.strip(), _Override(value, raw)
+    return key, _Override(value, raw)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

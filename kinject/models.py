@@ -17,6 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kinject.artifacts import staged_directory
 from kinject.data.jsonl import read_json
 from kinject.errors import UserError
 
@@ -102,10 +103,9 @@ def _convert_gguf(gguf: Path, out: Path) -> None:
     plain = AutoModelForCausalLM.from_config(AutoConfig.for_model(**cfg))
     plain.load_state_dict(quantized.state_dict())
     plain.generation_config = quantized.generation_config
-    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
-    plain.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
-    os.replace(tmp, out)
+    with staged_directory(out) as tmp:
+        plain.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
 
 
 def resolve_model_path(name: str) -> str:

@@ -192,7 +192,7 @@ def test_kinject_report_of_a_sweep_renders_every_point(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [(None, "holds no results.json or sweep.json"),
-                                              ("{not json", "results.json: cannot be read as JSON"),
+                                              ("{not json", "results.json:1: malformed JSON"),
                                               ('{"methods": {}}', "results.json: missing key 'seeds'")])
 def test_kinject_report_refuses_what_is_not_a_run(tmp_path, capsys, content, message):
     if content is not None:

@@ -7,12 +7,11 @@ unreadable or not UTF-8 is one :class:`~kinject.errors.UserError` naming it (and
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
+from kinject.artifacts import atomic_file
 from kinject.errors import UserError
 
 T = TypeVar("T")
@@ -49,17 +48,32 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
         yield lineno, obj
 
 
-def load_records(path: str | Path, parse: Callable[[dict[str, Any]], T]) -> list[T]:
-    """Parse every line of a JSONL file with ``parse`` (e.g. ``Probe.from_dict``)."""
+def load_numbered(path: str | Path, parse: Callable[[dict[str, Any]], T]) -> list[tuple[int, T]]:
+    """(1-based line number, record) for every line of a JSONL file, parsed with ``parse`` (e.g.
+    ``Probe.from_dict``); a missing field or a wrong value is a UserError naming the line."""
     out = []
     for lineno, row in read_jsonl(path):
         try:
-            out.append(parse(row))
+            out.append((lineno, parse(row)))
         except KeyError as exc:
             raise UserError(f"{path}:{lineno}: missing field {exc.args[0]!r}") from None
         except (TypeError, ValueError) as exc:
             raise UserError(f"{path}:{lineno}: {exc}") from None
     return out
+
+
+def load_records(path: str | Path, parse: Callable[[dict[str, Any]], T]) -> list[T]:
+    """The records of :func:`load_numbered`, without their line numbers."""
+    return [record for _, record in load_numbered(path, parse)]
+
+
+def unique_ids(path: str | Path, numbered: list[tuple[int, Any]], what: str) -> None:
+    """UserError naming the line of the first record whose ``id`` an earlier line already has."""
+    first: dict[str, int] = {}
+    for lineno, record in numbered:
+        if record.id in first:
+            raise UserError(f"{path}:{lineno}: duplicate {what} id {record.id!r} (first on line {first[record.id]})")
+        first[record.id] = lineno
 
 
 def read_json(path: str | Path) -> Any:
@@ -72,16 +86,8 @@ def read_json(path: str | Path) -> Any:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and rename, so readers never see half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(Path(path)) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> None:

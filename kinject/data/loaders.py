@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from kinject.data.builtin.retention import RETENTION_FEWSHOT
 from kinject.data.builtin.world import build_world
-from kinject.data.jsonl import load_records, read_json, read_jsonl, read_text
+from kinject.data.jsonl import load_numbered, load_records, read_json, read_jsonl, read_text, unique_ids
 from kinject.data.schema import Corpus, Document, Fact, Probe
 from kinject.errors import UserError
 
@@ -92,10 +92,17 @@ def load_lapael_squad(root: Path, split: str = "test") -> Corpus:
     )
 
 
-def _load_probes(path: str | None, source: str) -> list[Probe]:
+def _load_probes(path: str | None, source: str, documents: list[Document]) -> list[Probe]:
+    """The probes JSONL of a jsonl/textdir corpus: unique ids, and every ``doc_id`` a document."""
     if not path:
         raise UserError(f"data.probes: source {source!r} needs a probes JSONL file")
-    return load_records(path, Probe.from_dict)
+    numbered = load_numbered(path, Probe.from_dict)
+    unique_ids(path, numbered, "probe")
+    known = {d.id for d in documents}
+    for lineno, probe in numbered:
+        if known and probe.doc_id and probe.doc_id not in known:  # no documents: reported as empty
+            raise UserError(f"{path}:{lineno}: doc_id {probe.doc_id!r} is not the id of any document of the corpus")
+    return [probe for _, probe in numbered]
 
 
 def textdir_documents(root: Path) -> list[Document]:
@@ -112,14 +119,20 @@ def textdir_documents(root: Path) -> list[Document]:
 
 def load_textdir(root: Path, probes: str | None) -> Corpus:
     documents = textdir_documents(root)
-    return Corpus(name=f"textdir:{root.name}", documents=documents, probes=_load_probes(probes, "textdir"),
+    return Corpus(name=f"textdir:{root.name}", documents=documents, probes=_load_probes(probes, "textdir", documents),
                   fewshot=list(RETENTION_FEWSHOT), meta={"path": str(root)})
+
+
+def _load_documents_jsonl(path: Path) -> list[Document]:
+    numbered = load_numbered(path, Document.from_dict)
+    unique_ids(path, numbered, "document")
+    return [doc for _, doc in numbered]
 
 
 def load_jsonl(path: Path, probes: str | None) -> Corpus:
     """Documents from a JSONL of {id, text[, title]}."""
-    documents = load_records(path, Document.from_dict)
-    return Corpus(name=f"jsonl:{path.name}", documents=documents, probes=_load_probes(probes, "jsonl"),
+    documents = _load_documents_jsonl(path)
+    return Corpus(name=f"jsonl:{path.name}", documents=documents, probes=_load_probes(probes, "jsonl", documents),
                   fewshot=list(RETENTION_FEWSHOT), meta={"path": str(path)})
 
 
@@ -146,7 +159,7 @@ def load_documents(spec: str, cfg: DataConfig, seed: int = 0) -> tuple[str, list
     elif path.is_dir():
         name, documents = f"textdir:{path.name}", textdir_documents(path)
     elif path.is_file():
-        name, documents = f"jsonl:{path.name}", load_records(path, Document.from_dict)
+        name, documents = f"jsonl:{path.name}", _load_documents_jsonl(path)
     else:
         raise UserError(f"{spec}: no such file or directory (give a text directory, a documents JSONL, "
                         "a LaPael SQuAD directory, or 'builtin')")
@@ -170,12 +183,19 @@ def _limit(corpus: Corpus, n: int) -> Corpus:
 def load_corpus(cfg: DataConfig, seed: int) -> Corpus:
     """Load the corpus ``cfg`` names; the built-in world is generated from ``seed``."""
     if cfg.source == "builtin":
+        for key in ("path", "probes"):
+            if getattr(cfg, key) is not None:
+                raise UserError(f"data.{key}: the builtin source reads no files; set data.source to jsonl, textdir "
+                                "or lapael-squad to use yours")
         corpus = _builtin_world(cfg, seed)
     elif cfg.source in ("lapael-squad", "textdir", "jsonl"):
         if not cfg.path:
             raise UserError(f"data.path: source {cfg.source!r} needs a path")
         path = Path(cfg.path).expanduser()
         if cfg.source == "lapael-squad":
+            if cfg.probes is not None:
+                raise UserError(f"data.probes: source lapael-squad reads its probes from "
+                                f"{path / cfg.split / 'qa.jsonl'}; leave data.probes unset")
             corpus = load_lapael_squad(path, cfg.split)
         elif cfg.source == "textdir":
             corpus = load_textdir(path, cfg.probes)

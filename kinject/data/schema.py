@@ -32,6 +32,11 @@ def _take(row: dict[str, Any], cls: type) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k in names}
 
 
+def _need_id(value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError("field 'id' must be a non-empty string")
+
+
 @dataclass
 class Fact:
     """One atomic fact: a sentence that states it and the short answer it contains.
@@ -65,8 +70,11 @@ class Document:
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Document:
         doc = cls(**_take(row, cls))
+        _need_id(doc.id)
         if not isinstance(doc.text, str) or not doc.text.strip():
             raise ValueError("field 'text' must be a non-empty string")
+        if not isinstance(doc.title, str):
+            raise ValueError("field 'title' must be a string")
         return doc
 
 
@@ -96,12 +104,22 @@ class Probe:
         if "answers" not in row and "answer" in row:
             row["answers"] = [row.pop("answer")]
         probe = cls(**_take(row, cls))
+        _need_id(probe.id)
         if probe.kind not in PROBE_KINDS:
             raise ValueError(f"field 'kind' must be one of {', '.join(PROBE_KINDS)}, not {probe.kind!r}")
         if isinstance(probe.answers, str):
             probe.answers = [probe.answers]
         if not probe.answers or not all(isinstance(a, str) and a.strip() for a in probe.answers):
             raise ValueError("field 'answers' must hold at least one non-empty string")
+        if not isinstance(probe.question, str) or not probe.question.strip():
+            raise ValueError("field 'question' must be a non-empty string")
+        if not isinstance(probe.choices, list) or not all(isinstance(c, str) and c.strip() for c in probe.choices):
+            raise ValueError("field 'choices' must be a list of non-empty strings")
+        if type(probe.label) is not int:
+            raise ValueError("field 'label' must be an integer")
+        for name in ("fact_id", "doc_id", "generated"):
+            if not isinstance(getattr(probe, name), str):
+                raise ValueError(f"field {name!r} must be a string")
         if probe.kind == "mcq" and not (len(probe.choices) >= 2 and 0 <= probe.label < len(probe.choices)):
             raise ValueError("an mcq probe needs >= 2 'choices' and a 'label' indexing one of them")
         return probe

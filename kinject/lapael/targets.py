@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from kinject.artifacts import atomic_file
 from kinject.data.schema import Fact
 from kinject.models import cache_dir
 from kinject.training.trainer import pad_right
@@ -122,7 +122,6 @@ def build_training_sentences(model: Any, tokenizer: Any, facts: Sequence[Fact], 
         means = torch.stack([allstates[:, owner == i].mean(1) for i in range(len(usable))])
         stds = torch.stack([allstates[:, owner == i].std(1) for i in range(len(usable))])
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-        torch.save({"mean": means, "std": stds}, tmp)
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            torch.save({"mean": means, "std": stds}, tmp)
     return [TrainingSentence(f.id, tok, means[i], stds[i]) for i, (f, tok, _) in enumerate(usable)]

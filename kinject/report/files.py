@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from kinject.artifacts import atomic_file
 from kinject.data.jsonl import atomic_write_text, read_json
 from kinject.errors import UserError
 from kinject.report import charts
@@ -29,10 +30,9 @@ def write_sweep_reports(out: Path, summary: dict[str, Any]) -> list[Path]:
     written = []
     fig = charts.sweep_chart(summary)
     if fig is not None:
-        tmp = out / ".sweep.png.tmp"
-        fig.savefig(tmp, dpi=120, format="png")
+        with atomic_file(out / "sweep.png") as tmp:
+            fig.savefig(tmp, dpi=120, format="png")
         charts.pyplot().close(fig)
-        tmp.replace(out / "sweep.png")
         written.append(out / "sweep.png")
     atomic_write_text(out / "report.html", sweep_html(summary))
     return [*written, out / "report.html"]
