@@ -140,7 +140,7 @@ def test_paraphraser_faults_are_one_line_errors(tmp_path, tiny_model_dir, tiny, 
     para = LatentParaphraser(48, [0])
     para.save(tmp_path / "wide")
     with pytest.raises(UserError, match="hidden size 48"):
-        load_paraphraser(tmp_path / "wide").check_fits(tiny.model, "lapael.paraphraser")
+        load_paraphraser(tmp_path / "wide").check_fits(tiny.model.config.hidden_size, 2, "lapael.paraphraser")
     weights = tmp_path / "wide" / "paraphraser.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8])
     with pytest.raises(UserError, match="checksum"):

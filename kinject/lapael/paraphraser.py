@@ -28,7 +28,7 @@ from torch import nn
 from kinject.artifacts import file_sha256, staged_directory
 from kinject.data.jsonl import read_json
 from kinject.errors import UserError
-from kinject.training.perturb import Perturbation, decoder_layers
+from kinject.training.perturb import Perturbation
 
 FORMAT = "kinject-lapael-paraphraser/1"
 WEIGHTS = "paraphraser.safetensors"
@@ -101,10 +101,9 @@ class LatentParaphraser(nn.Module):
         """The hooks' description: MLP inputs of ``self.layers``."""
         return Perturbation("mlp_input", self.perturb, layers=self.layers)
 
-    def check_fits(self, model: Any, where: str) -> None:
-        """UserError (naming ``where``) unless ``model`` has this hidden size and these layers."""
-        hidden = getattr(model.config, "hidden_size", None)
-        n_layers = len(decoder_layers(model))
+    def check_fits(self, hidden: int | None, n_layers: int, where: str) -> None:
+        """UserError (naming ``where``) unless a model of ``hidden`` size and ``n_layers`` decoder
+        layers has this hidden size and these layers."""
         if hidden != self.hidden_size:
             raise UserError(f"{where}: the paraphraser was trained for hidden size {self.hidden_size} "
                             f"({self.meta.get('model', '?')}), the model has {hidden}")

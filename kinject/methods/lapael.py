@@ -17,11 +17,19 @@ from kinject.lapael.paraphraser import load_paraphraser, resolve_paraphraser
 from kinject.methods.finetune import check_paraphrases, document_texts, finetune, paraphrase_texts
 from kinject.methods.noise import check_noise
 from kinject.methods.registry import Injected, InjectRequest, register_method
+from kinject.models import resolve_model_path
+from kinject.training.perturb import decoder_layers
 
 
 def check_lapael(corpus: Corpus, cfg: RunConfig) -> None:
+    """The noise settings, and a paraphraser that loads and fits the model (read from its config)."""
+    from transformers import AutoConfig
+
     check_noise(corpus, cfg)
-    load_paraphraser(resolve_paraphraser(cfg.lapael.paraphraser, cfg.model))
+    path = resolve_paraphraser(cfg.lapael.paraphraser, cfg.model)
+    model_cfg = AutoConfig.from_pretrained(resolve_model_path(cfg.model))
+    load_paraphraser(path).check_fits(getattr(model_cfg, "hidden_size", None), model_cfg.num_hidden_layers,
+                                      f"lapael.paraphraser {path}")
 
 
 def check_lapael_para(corpus: Corpus, cfg: RunConfig) -> None:
@@ -32,7 +40,8 @@ def check_lapael_para(corpus: Corpus, cfg: RunConfig) -> None:
 def _with_paraphraser(req: InjectRequest, texts: list[str], epochs: float | None = None, **info) -> Injected:
     path = resolve_paraphraser(req.cfg.lapael.paraphraser, req.cfg.model)
     para = load_paraphraser(path)
-    para.check_fits(req.loaded.model, f"lapael.paraphraser {path}")
+    para.check_fits(getattr(req.loaded.model.config, "hidden_size", None), len(decoder_layers(req.loaded.model)),
+                    f"lapael.paraphraser {path}")
     place(para)
     return finetune(req, texts, epochs=epochs, copies=req.cfg.noise.copies, perturbation=para.perturbation(),
                     paraphraser=str(path), paraphraser_layers=para.layers, **info)

@@ -8,15 +8,28 @@ evaluation time the top ``retrieval.k`` chunks for each question are placed befo
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
+from kinject.errors import UserError
 from kinject.methods.registry import Injected, InjectRequest, register_composite, register_modifier
+from kinject.retrieval.index import PassageIndex
 from kinject.retrieval.retriever import RetrievalContext, check_retrieval_config, describe, open_retriever
 
 
 def check_rag(corpus: Corpus, cfg: RunConfig) -> None:
+    """The retrieval settings; a prebuilt ``retrieval.index`` must open whole (checksums, FAISS)
+    and hold passages of this corpus's documents (an index of another corpus is refused)."""
     check_retrieval_config(cfg.retrieval)
+    if cfg.retrieval.index is not None:
+        path = Path(cfg.retrieval.index).expanduser()
+        chunks = PassageIndex.load(path).chunks
+        texts = {d.id: d.text for d in corpus.documents}
+        if not any(c.doc_id in texts and c.text in texts[c.doc_id] for c in chunks):
+            raise UserError(f"retrieval.index {path}: none of its {len(chunks)} passages is from a document of "
+                            f"corpus {corpus.name!r} (built from another corpus or world seed); build one with "
+                            "kinject index build, or leave retrieval.index unset")
 
 
 @register_modifier("rag", "with the top retrieval.k retrieved passages before each question", check=check_rag)

@@ -63,6 +63,7 @@ def check_retrieval_config(cfg: RetrievalConfig) -> None:
     """Raise UserError for a value no retriever can use (before any work starts)."""
     check_section(cfg, "retrieval")
     check_chunking(cfg.chunking, cfg.chunk_tokens, cfg.chunk_overlap)
+    resolve_embedder_path(cfg.embedder)
     if cfg.index is not None:
         path = Path(cfg.index).expanduser()
         built_by = read_index_meta(path)["embedder"]

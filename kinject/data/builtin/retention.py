@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kinject.data.jsonl import read_jsonl
+from kinject.data.jsonl import load_records
 from kinject.data.schema import Probe
 
 HERE = Path(__file__).parent
@@ -27,7 +27,11 @@ RETENTION_FEWSHOT: list[tuple[str, str]] = [
 
 def retention_probes(path: Path = RETENTION_FILE) -> list[Probe]:
     """Load retention probes (kind ``retention``) from a JSONL of {question, answer}."""
-    return [
-        Probe(f"retention/{i}", "retention", row["question"], [row["answer"]])
-        for i, (_, row) in enumerate(read_jsonl(path))
-    ]
+    return [Probe(f"retention/{i}", "retention", q, [a]) for i, (q, a) in enumerate(load_records(path, _retention_row))]
+
+
+def _retention_row(row: dict) -> tuple[str, str]:
+    for key in ("question", "answer"):
+        if not isinstance(row[key], str) or not row[key].strip():
+            raise ValueError(f"field {key!r} must be a non-empty string")
+    return row["question"], row["answer"]
