@@ -2,13 +2,16 @@
 ``kinject paraphrase`` and ``ft-para`` with generated paraphrases."""
 
 import json
+import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
 
 from kinject.cli import main
+from kinject.config import load_config
 from kinject.data.schema import Document
 from kinject.errors import UserError
 from kinject.generation.cache import GenerationCost, cached_sample
@@ -34,12 +37,47 @@ class _ChatServer(BaseHTTPRequestHandler):
     status = 200
     echo = False
     replies: ClassVar[list[str]] = REWRITES
+    too_many = 0  # answer 429 this many times per distinct request before serving it
+    drop = 0  # close the connection without a reply this many times per distinct request
+    redirect = ""  # answer 307 to this URL instead
+    in_flight = 0
+    most_in_flight = 0
+    lock = threading.Lock()
 
     def do_POST(self):
+        cls = type(self)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        type(self).calls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
-        if type(self).status != 200:
-            self.send_error(type(self).status)
+        cls.calls.append({"path": self.path, "body": body, "auth": self.headers.get("Authorization")})
+        seen = sum(c["body"] == body for c in cls.calls) - 1
+        with cls.lock:
+            cls.in_flight += 1
+            cls.most_in_flight = max(cls.most_in_flight, cls.in_flight)
+        try:
+            self._answer(cls, body, seen)
+        finally:
+            with cls.lock:
+                cls.in_flight -= 1
+
+    def _answer(self, cls, body, seen):
+        if cls.redirect:
+            self.send_response(307)
+            self.send_header("Location", cls.redirect)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if seen < cls.drop:
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        if seen < cls.too_many:
+            self.send_response(429)
+            self.send_header("retry-after-ms", "5")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        time.sleep(0.05)  # long enough for concurrent requests to overlap
+        if cls.status != 200:
+            self.send_error(cls.status)
             return
         n = body.get("n", 1)
         text = body["messages"][-1]["content"].split("Text: ", 1)[-1]
@@ -60,22 +98,29 @@ class _ChatServer(BaseHTTPRequestHandler):
         pass
 
 
+def _serve(handler):
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
 @pytest.fixture
 def server():
     _ChatServer.calls, _ChatServer.status, _ChatServer.echo, _ChatServer.replies = [], 200, False, REWRITES
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _ChatServer)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
+    _ChatServer.too_many = _ChatServer.drop = _ChatServer.most_in_flight = 0
+    _ChatServer.redirect = ""
+    httpd = _serve(_ChatServer)
     yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
     httpd.shutdown()
 
 
-def _endpoint(url: str) -> GenerationConfig:
-    return GenerationConfig(backend="endpoint", base_url=url, model="test-model", api_key_env="KINJECT_TEST_KEY")
+def _endpoint(url: str, **kw) -> GenerationConfig:
+    return GenerationConfig(backend="endpoint", base_url=url, model="test-model", api_key_env="KINJECT_TEST_API_KEY",
+                            **kw)
 
 
-def test_endpoint_generator_talks_openai_chat_completions(server, monkeypatch):
-    monkeypatch.setenv("KINJECT_TEST_KEY", "sekret")
+def test_endpoint_generator_talks_openai_chat_completions(server, monkeypatch, capsys):
+    monkeypatch.setenv("KINJECT_TEST_API_KEY", "sekret")
     gen = EndpointGenerator(_endpoint(server))
     out = gen.sample([[{"role": "user", "content": "hi"}], [{"role": "user", "content": "ho"}]], n=3)
     assert [len(s.replies) for s in out] == [3, 3] and out[0].replies[1] == REWRITES[1]
@@ -83,14 +128,49 @@ def test_endpoint_generator_talks_openai_chat_completions(server, monkeypatch):
     call = _ChatServer.calls[0]
     assert call["path"] == "/v1/chat/completions" and call["auth"] == "Bearer sekret"
     assert call["body"]["model"] == "test-model" and call["body"]["n"] == 3 and call["body"]["seed"] == 0
+    assert capsys.readouterr().err.strip() == f"kinject: note: sending $KINJECT_TEST_API_KEY to {server.split('/')[2]}"
 
 
 def test_endpoint_errors_are_one_clear_line(server):
     _ChatServer.status = 500
-    with pytest.raises(UserError, match="HTTP 500"):
-        EndpointGenerator(_endpoint(server)).sample([[{"role": "user", "content": "x"}]], 1)
+    with pytest.raises(UserError, match="HTTP 500 after 1 retries"):
+        EndpointGenerator(_endpoint(server, retries=1)).sample([[{"role": "user", "content": "x"}]], 1)
+    assert len(_ChatServer.calls) == 2
     with pytest.raises(UserError, match="unreachable"):
-        EndpointGenerator(_endpoint("http://127.0.0.1:9/v1")).sample([[{"role": "user", "content": "x"}]], 1)
+        EndpointGenerator(_endpoint("http://127.0.0.1:9/v1", retries=0)).sample([[{"role": "user", "content": "x"}]], 1)
+
+
+def test_endpoint_retries_429_and_a_dropped_connection_and_runs_requests_concurrently(server):
+    _ChatServer.too_many = 2
+    requests = [[{"role": "user", "content": f"q{i}"}] for i in range(6)]
+    out = EndpointGenerator(_endpoint(server, concurrency=3)).sample(requests, 1)
+    assert [s.replies for s in out] == [[REWRITES[0]]] * 6 and len(_ChatServer.calls) == 18
+    assert _ChatServer.most_in_flight > 1
+    _ChatServer.too_many, _ChatServer.drop, _ChatServer.calls = 0, 1, []
+    out = EndpointGenerator(_endpoint(server)).sample(requests[:2], 2)
+    assert [len(s.replies) for s in out] == [2, 2] and len(_ChatServer.calls) == 4
+
+
+def test_a_redirect_to_another_host_gets_no_key(server, monkeypatch):
+    """127.0.0.1 redirects to localhost (another host): the reply comes, the key stays behind."""
+    class Elsewhere(_ChatServer):
+        calls: ClassVar[list[dict]] = []
+        redirect = ""
+
+    other = _serve(Elsewhere)
+    _ChatServer.redirect = f"http://localhost:{other.server_address[1]}/v1/chat/completions"
+    monkeypatch.setenv("KINJECT_TEST_API_KEY", "sekret")
+    out = EndpointGenerator(_endpoint(server)).sample([[{"role": "user", "content": "x"}]], 1)
+    other.shutdown()
+    assert out[0].replies == [REWRITES[0]]
+    assert _ChatServer.calls[0]["auth"] == "Bearer sekret"
+    assert [c["auth"] for c in Elsewhere.calls] == [None]
+
+
+@pytest.mark.parametrize("name", ["AWS_SECRET_ACCESS_KEY", "HOME", "OPENAI_API_KEY_BACKUP"])
+def test_api_key_env_must_name_an_api_key(name):
+    with pytest.raises(UserError, match=rf"'generate\.api_key_env': '{name}' does not end in _API_KEY"):
+        load_config(None, [f"generate.api_key_env={name}"])
 
 
 def test_the_filters():

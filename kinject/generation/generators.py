@@ -7,11 +7,13 @@ generator and its sampling settings, so a cache can tell whose output it holds.
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
-import urllib.error
-import urllib.request
+import re
+import sys
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -25,6 +27,11 @@ Messages = list[dict[str, str]]
 BACKENDS = ("local", "endpoint")
 
 
+def api_key_name(value: str) -> str | None:
+    """An environment variable name that ends in ``_API_KEY`` (OPENAI_API_KEY, VLLM_API_KEY)."""
+    return None if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*_API_KEY", value) else "does not end in _API_KEY"
+
+
 @dataclass
 class GenerationConfig:
     """Which LLM writes paraphrases (and other generated data), and how it samples.
@@ -34,8 +41,13 @@ class GenerationConfig:
     ``model``; the key, if any, from the environment variable ``api_key_env``).
     temperature/top_p: sampling; max_new_tokens: per reply; batch_size: requests per forward pass
     (local) and per cache write; seed: the sampling seed (the same requests and settings give the
-    same replies); timeout: seconds per HTTP request; cache: reuse replies stored under
-    ``$KINJECT_CACHE/generations``; progress: a progress bar over batches on stderr.
+    same replies); timeout: seconds per HTTP request; retries: how often a request that timed out,
+    lost its connection or got HTTP 408/409/429/5xx is sent again (exponential backoff, honouring
+    Retry-After); concurrency: endpoint requests in flight at once; cache: reuse replies stored
+    under ``$KINJECT_CACHE/generations``; progress: a progress bar over batches on stderr.
+
+    ``api_key_env`` must name a variable ending in ``_API_KEY``: a shared config file cannot have
+    some other secret sent as a bearer token to the host it names.
     """
 
     backend: str = "local"
@@ -48,12 +60,15 @@ class GenerationConfig:
     batch_size: int = 8
     seed: int = 0
     timeout: float = 120.0
+    retries: int = 5
+    concurrency: int = 4
     cache: bool = True
     progress: bool = True
 
     CHECKS: ClassVar[dict[str, Check]] = {
         "backend": one_of(*BACKENDS), "temperature": non_negative, "top_p": open_fraction,
-        "max_new_tokens": at_least(1), "batch_size": at_least(1), "seed": seed_range, "timeout": positive}
+        "max_new_tokens": at_least(1), "batch_size": at_least(1), "seed": seed_range, "timeout": positive,
+        "retries": at_least(0), "concurrency": at_least(1), "api_key_env": api_key_name}
 
 
 def check_generation_config(cfg: GenerationConfig) -> None:
@@ -157,44 +172,52 @@ def _batch_seed(seed: int, batch: list[Messages]) -> int:
 
 @dataclass
 class EndpointGenerator:
-    """An OpenAI-compatible ``/chat/completions`` endpoint, one HTTP request per chat request."""
+    """An OpenAI-compatible ``/chat/completions`` endpoint through the ``openai`` client: one
+    request per chat request, ``cfg.concurrency`` in flight, each retried ``cfg.retries`` times
+    with backoff. The key (``cfg.api_key_env``) goes to ``base_url``'s host only (httpx drops the
+    Authorization header on a redirect to another host); a note on stderr names that host."""
 
     cfg: GenerationConfig
     fingerprint: str = ""
+    client: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
+        import openai
+
         self.fingerprint = json.dumps({"backend": "endpoint", "base_url": self.cfg.base_url, "model": self.cfg.model,
                                        **_sampling(self.cfg)}, sort_keys=True)
+        key = os.environ.get(self.cfg.api_key_env)
+        if key:
+            host = urllib.parse.urlsplit(self.cfg.base_url).netloc
+            print(f"kinject: note: sending ${self.cfg.api_key_env} to {host}", file=sys.stderr)
+        self.client = openai.OpenAI(base_url=self.cfg.base_url, api_key=key or "unused", timeout=self.cfg.timeout,
+                                    max_retries=self.cfg.retries)
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
-        url = self.cfg.base_url.rstrip("/") + "/chat/completions"
-        headers = {"Content-Type": "application/json"}
-        if key := os.environ.get(self.cfg.api_key_env):
-            headers["Authorization"] = f"Bearer {key}"
-        request = urllib.request.Request(url, json.dumps(body).encode(), headers, method="POST")
+    def _one(self, messages: Messages, n: int) -> Sampled:
+        import openai
+
+        url = self.cfg.base_url
         try:
-            with urllib.request.urlopen(request, timeout=self.cfg.timeout) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise UserError(f"generate.base_url {url}: HTTP {exc.code} {exc.reason}") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
-            raise UserError(f"generate.base_url {url}: unreachable ({getattr(exc, 'reason', exc)})") from None
-        except json.JSONDecodeError:
-            raise UserError(f"generate.base_url {url}: the reply is not JSON") from None
+            reply = self.client.chat.completions.create(
+                model=self.cfg.model, messages=messages, n=n, temperature=self.cfg.temperature, top_p=self.cfg.top_p,
+                max_tokens=self.cfg.max_new_tokens, seed=self.cfg.seed)
+        except openai.APIStatusError as exc:
+            raise UserError(f"generate.base_url {url}: HTTP {exc.status_code} after {self.cfg.retries} retries "
+                            f"({str(exc).splitlines()[0][:200]})") from None
+        except openai.APIConnectionError as exc:  # timeouts included
+            raise UserError(f"generate.base_url {url}: unreachable after {self.cfg.retries} retries ({exc})") from None
+        except openai.APIResponseValidationError:
+            raise UserError(f"generate.base_url {url}: the reply is not a chat completion") from None
+        choices = getattr(reply, "choices", None)
+        if not isinstance(choices, list) or not all(getattr(c, "message", None) is not None for c in choices):
+            raise UserError(f"generate.base_url {url}: a reply without choices[].message")
+        usage = reply.usage
+        return Sampled([c.message.content or "" for c in choices][:n], int(getattr(usage, "prompt_tokens", 0) or 0),
+                       int(getattr(usage, "completion_tokens", 0) or 0))
 
     def sample(self, requests: list[Messages], n: int) -> list[Sampled]:
-        out = []
-        for messages in requests:
-            body = {"model": self.cfg.model, "messages": messages, "n": n, "temperature": self.cfg.temperature,
-                    "top_p": self.cfg.top_p, "max_tokens": self.cfg.max_new_tokens, "seed": self.cfg.seed}
-            reply = self._post(body)
-            try:
-                replies = [c["message"]["content"] or "" for c in reply["choices"]]
-            except (KeyError, TypeError):
-                raise UserError(f"generate.base_url {self.cfg.base_url}: a reply without choices[].message") from None
-            usage = reply.get("usage") or {}
-            out.append(Sampled(replies[:n], int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))))
-        return out
+        with concurrent.futures.ThreadPoolExecutor(self.cfg.concurrency) as pool:
+            return list(pool.map(lambda m: self._one(m, n), requests))
 
 
 def make_generator(cfg: GenerationConfig) -> Generator:
