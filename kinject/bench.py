@@ -34,6 +34,7 @@ from kinject.artifacts import check_writable, remove_stale_temporaries
 from kinject.checks import check_section
 from kinject.claims import held, try_claim
 from kinject.config import RunConfig, dump_config, read_config_file
+from kinject.data.builtin.retention import retention_probes
 from kinject.data.jsonl import atomic_write_text, read_json, write_json, write_jsonl
 from kinject.data.loaders import load_corpus
 from kinject.data.schema import Corpus
@@ -68,15 +69,16 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     cfg_file = out / "config.yaml"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
-    check_writable(out)
     if cfg_file.is_file():
-        if _identity(read_config_file(cfg_file)) == _identity(yaml.safe_load(text)):
-            remove_stale_temporaries(out)
-            return
-        if _started(out):
+        same = _identity(read_config_file(cfg_file)) == _identity(yaml.safe_load(text))
+        if not same and _started(out):
             raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
     elif out.exists() and any(not p.name.startswith(".") for p in out.iterdir()):  # a worker's temporary aside
         raise UserError(f"--out {out}: exists, is not empty and is not a kinject run; choose another directory")
+    check_writable(out)
+    if cfg_file.is_file() and same:
+        remove_stale_temporaries(out)
+        return
     out.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     atomic_write_text(cfg_file, text)
@@ -250,6 +252,8 @@ def check_run(cfg: RunConfig) -> dict[int, Corpus]:
     check_section(cfg, "")
     methods = resolve_methods(cfg.methods)
     resolve_model_path(cfg.model)
+    if "retention" in cfg.eval.kinds and cfg.eval.retention_file is not None:
+        retention_probes(Path(cfg.eval.retention_file).expanduser())
     if any(get_method(m).trains for m in methods):
         with tempfile.TemporaryDirectory() as tmp:
             training_arguments(cfg.train, tmp, 0, 1)

@@ -1,6 +1,8 @@
 """Every bad input: one line on stderr naming the file/line/key, exit code 2, no traceback."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -133,3 +135,60 @@ def test_index_build_of_a_missing_corpus(capsys, tmp_path):
     assert code == 2 and "nope: no such file or directory" in err
     _one_clean_line(err)
     assert not (tmp_path / "ix").exists()
+
+
+def _base_run(tmp_path, tiny_model_dir, docs, probes, *extra):
+    return ["bench", "--out", str(tmp_path / "run"), "methods=[base]", "eval.kinds=[qa]", "data.source=jsonl",
+            f"data.path={docs}", f"data.probes={probes}", f"model={tiny_model_dir}", *extra]
+
+
+def test_a_corrected_model_path_runs_in_the_same_out(capsys, tmp_path, tiny_model_dir, docs, probes):
+    code, err = run(capsys, *_base_run(tmp_path, tiny_model_dir, docs, probes), "model=/nonexistent")
+    assert code == 2 and "model '/nonexistent': no such directory" in err
+    assert not (tmp_path / "run").exists()
+    assert main(_base_run(tmp_path, tiny_model_dir, docs, probes)) == 0
+    assert (tmp_path / "run" / "cells" / "base-seed0.json").is_file()
+
+
+def test_a_run_that_holds_no_cell_gives_way_to_a_corrected_config(capsys, tmp_path, tiny_model_dir, docs, probes):
+    from kinject.bench import prepare_run_dir
+    from kinject.config import load_config
+
+    prepare_run_dir(tmp_path / "run", load_config(None, ["train.lr=1e-3"]))  # as a run killed before its first cell
+    assert main(_base_run(tmp_path, tiny_model_dir, docs, probes)) == 0
+
+
+def test_changed_probes_under_an_existing_run_are_refused(capsys, tmp_path, tiny_model_dir, docs, probes):
+    assert main(_base_run(tmp_path, tiny_model_dir, docs, probes)) == 0
+    capsys.readouterr()
+    cell = (tmp_path / "run" / "cells" / "base-seed0.json").read_bytes()
+    probes.write_text(probes.read_text().replace("When was", "In which year was"))
+    code, err = run(capsys, *_base_run(tmp_path, tiny_model_dir, docs, probes))
+    assert code == 2 and "its cells ran on other data: the corpus or its probes changed" in err and "seed 0" in err
+    _one_clean_line(err)
+    assert (tmp_path / "run" / "cells" / "base-seed0.json").read_bytes() == cell
+    fresh = _base_run(tmp_path, tiny_model_dir, docs, probes)
+    fresh[2] = str(tmp_path / "run2")
+    assert main(fresh) == 0
+
+
+def test_a_killed_runs_temporaries_are_removed_on_resume(capsys, tmp_path, tiny_model_dir, docs, probes):
+    assert main(_base_run(tmp_path, tiny_model_dir, docs, probes)) == 0
+    dead = 2**22 + 12345  # above any pid_max default: no such process
+    import socket
+
+    stale = tmp_path / "run" / "samples" / f".base-seed0.jsonl~{socket.gethostname()}~{dead}~abc.tmp"
+    stale.write_text("half")
+    alive = tmp_path / "run" / f".results.json~{socket.gethostname()}~{os.getpid()}~abc.tmp"
+    alive.write_text("being written")
+    assert main(_base_run(tmp_path, tiny_model_dir, docs, probes)) == 0
+    assert not stale.exists() and alive.exists()
+
+
+def test_results_get_the_users_umask(capsys, tmp_path, tiny_model_dir, docs, probes):
+    old = os.umask(0o022)
+    try:
+        assert main(_base_run(tmp_path, tiny_model_dir, docs, probes)) == 0
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "run" / "results.json").stat().st_mode) == 0o644

@@ -27,9 +27,9 @@ def check_lapael(corpus: Corpus, cfg: RunConfig) -> None:
 
     check_noise(corpus, cfg)
     path = resolve_paraphraser(cfg.lapael.paraphraser, cfg.model)
+    para = load_paraphraser(path)
     model_cfg = AutoConfig.from_pretrained(resolve_model_path(cfg.model))
-    load_paraphraser(path).check_fits(getattr(model_cfg, "hidden_size", None), model_cfg.num_hidden_layers,
-                                      f"lapael.paraphraser {path}")
+    para.check_fits(getattr(model_cfg, "hidden_size", None), model_cfg.num_hidden_layers, f"lapael.paraphraser {path}")
 
 
 def check_lapael_para(corpus: Corpus, cfg: RunConfig) -> None:
