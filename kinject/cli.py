@@ -294,8 +294,10 @@ def cmd_index(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         index = build_index(documents, cfg.retrieval, load_embedder(cfg.retrieval))
         index.save(out)
+        split = index.meta["chunking"]["split_to_window"]
         print(f"{name}: {len(documents)} documents -> {len(index.chunks)} chunks ({index.meta['index']['type']}), "
-              f"embedder {cfg.retrieval.embedder}, {time.perf_counter() - start:.1f} s; index saved to {out}")
+              f"embedder {cfg.retrieval.embedder}, {time.perf_counter() - start:.1f} s; index saved to {out}"
+              + (f"; {split} chunks longer than the embedder's window were split into windows" if split else ""))
         return 0
     if args.k < 1:
         raise UserError(f"-k must be >= 1, got {args.k}")

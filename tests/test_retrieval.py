@@ -229,3 +229,19 @@ def test_states_answer_matches_whole_normalised_tokens():
     assert states_answer("It was founded in 1874.", ["the year 1900", "1874"])
     assert not states_answer("It was founded in 18745.", ["1874"])
     assert not states_answer("Anything at all.", ["", "the"])
+
+
+def test_a_chunk_longer_than_the_embedders_window_is_split_not_cut():
+    from kinject.retrieval.chunking import chunk_documents, split_long_chunks
+    from kinject.retrieval.embedder import Embedder
+    from kinject.retrieval.retriever import DEFAULT_EMBEDDER
+
+    embedder = Embedder(DEFAULT_EMBEDDER)
+    window = embedder.passage_window()
+    words = " ".join(f"word{i}" for i in range(3 * window))
+    doc = Document("long", words)
+    chunks, split = split_long_chunks(chunk_documents([doc], "document"), [doc], embedder.tokenizer, window)
+    assert split == 1 and len(chunks) >= 3 and chunks[0].id == "long#0.0"
+    assert all(len(embedder.tokenizer(c.text, add_special_tokens=False)["input_ids"]) <= window for c in chunks)
+    assert all(doc.text[c.start:c.end] == c.text for c in chunks)
+    assert chunks[0].text.startswith("word0 ") and chunks[-1].text.endswith(f"word{3 * window - 1}")

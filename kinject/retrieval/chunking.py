@@ -121,3 +121,26 @@ def chunk_documents(documents: Sequence[Document], by: str = "sentence", size: i
                 chunks.append(Chunk(f"{doc.id}#{n}", doc.id, text[start:end], start, end))
                 n += 1
     return chunks
+
+
+def split_long_chunks(chunks: list[Chunk], documents: Sequence[Document], tokenizer: Any, window: int
+                      ) -> tuple[list[Chunk], int]:
+    """Chunks longer than ``window`` tokens (the embedder's input, which would cut the rest off)
+    split into consecutive windows of at most ``window`` tokens (ids ``<chunk id>.<j>``); returns
+    the chunks and how many were split. Needs a fast tokenizer (character offsets)."""
+    if not chunks or tokenizer is None or not getattr(tokenizer, "is_fast", False):
+        return chunks, 0
+    texts = {d.id: d.text for d in documents}
+    encoded = tokenizer([c.text for c in chunks], add_special_tokens=False, return_offsets_mapping=True)
+    out, split = [], 0
+    for chunk, offsets in zip(chunks, encoded["offset_mapping"], strict=True):
+        if len(offsets) <= window:
+            out.append(chunk)
+            continue
+        split += 1
+        text = texts[chunk.doc_id]
+        for j, (start, end) in enumerate(_token_spans(chunk.text, tokenizer, window, 0)):
+            start, end = _strip_span(text, chunk.start + start, chunk.start + end)
+            if end > start:
+                out.append(Chunk(f"{chunk.id}.{j}", chunk.doc_id, text[start:end], start, end))
+    return out, split

@@ -126,6 +126,13 @@ class Embedder:
     def tokenizer(self) -> Any:
         return self.model.tokenizer
 
+    def passage_window(self) -> int:
+        """Tokens of passage text the model reads: its input length less the special tokens and
+        the passage prefix (what lies beyond is cut off by the model)."""
+        tok = self.tokenizer
+        prefix = len(tok(self.passage_prefix, add_special_tokens=False)["input_ids"]) if self.passage_prefix else 0
+        return self.max_tokens - tok.num_special_tokens_to_add() - prefix
+
     def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -21,7 +21,7 @@ from kinject.data.schema import Corpus, Document, Probe
 from kinject.errors import UserError
 from kinject.evaluation.metrics import contains_run, tokens
 from kinject.evaluation.runner import Context
-from kinject.retrieval.chunking import CHUNKINGS, Chunk, check_chunking, chunk_documents
+from kinject.retrieval.chunking import CHUNKINGS, Chunk, check_chunking, chunk_documents, split_long_chunks
 from kinject.retrieval.embedder import DEFAULT_EMBEDDER, Embedder, resolve_embedder_path
 from kinject.retrieval.index import Hit, PassageIndex, read_index_meta
 
@@ -86,8 +86,9 @@ def build_index(documents: Sequence[Document], cfg: RetrievalConfig, embedder: E
         raise UserError(f"retrieval.chunk_tokens={cfg.chunk_tokens} exceeds the embedder's limit of "
                         f"{embedder.max_tokens} tokens")
     chunks = chunk_documents(documents, cfg.chunking, cfg.chunk_tokens, cfg.chunk_overlap, embedder.tokenizer)
+    chunks, split = split_long_chunks(chunks, documents, embedder.tokenizer, embedder.passage_window())
     vectors = embedder.encode_passages([c.text for c in chunks], cfg.batch_size, cfg.progress)
-    chunking = {"by": cfg.chunking}
+    chunking = {"by": cfg.chunking, "split_to_window": split}
     if cfg.chunking == "tokens":
         chunking |= {"tokens": cfg.chunk_tokens, "overlap": cfg.chunk_overlap}
     return PassageIndex.build(chunks, vectors, embedder=embedder.describe(), chunking=chunking,
