@@ -285,6 +285,10 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
         prepare_run_dir(out, cfg)
         _launch_identity(out, launch_description(dtype))
         _data_identity(out, cfg, corpora)
+        for method in methods:  # a damaged cell is found now, not after the others ran
+            for seed in cfg.seeds:
+                if cell_path(out, method, seed).is_file():
+                    read_cell(out, method, seed)
     for seed, unit in plan_units(methods, cfg.seeds):
         if _shared(all(cell_path(out, m, seed).is_file() for m in unit)):
             log(f"[seed {seed}] {', '.join(unit)}: done earlier, kept")

@@ -192,3 +192,14 @@ def test_results_get_the_users_umask(capsys, tmp_path, tiny_model_dir, docs, pro
     finally:
         os.umask(old)
     assert stat.S_IMODE((tmp_path / "run" / "results.json").stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("damage, named", [("config.yaml", "config.yaml:1: malformed YAML"),
+                                           ("cells/base-seed0.json", "base-seed0.json:1: malformed JSON")])
+def test_a_damaged_run_file_is_one_line_on_resume(capsys, tmp_path, tiny_model_dir, docs, probes, damage, named):
+    assert main(_base_run(tmp_path, tiny_model_dir, docs, probes)) == 0
+    capsys.readouterr()
+    (tmp_path / "run" / damage).write_text("{broken: [")
+    code, err = run(capsys, *_base_run(tmp_path, tiny_model_dir, docs, probes))
+    assert code == 2 and named in err
+    _one_clean_line(err)

@@ -77,6 +77,11 @@ def inputs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
         else:
             doc = json.loads((d / name / "paraphraser.json").read_text())
             (d / name / "paraphraser.json").write_text(json.dumps({**doc, **meta}))
+    from kinject.data.schema import Document
+    from kinject.retrieval.retriever import RetrievalConfig, build_index, load_embedder
+
+    cfg = RetrievalConfig(progress=False)
+    build_index([Document(**DOC)], cfg, load_embedder(cfg)).save(d / "other-index")
     (d / "bad-index").mkdir()
     for name in ("meta.json", "index.faiss", "chunks.jsonl"):
         (d / "bad-index" / name).write_text("{not json")
@@ -219,6 +224,10 @@ CASES: list[tuple[str, list[str], str]] = [
      "paraphraser.json:1: not UTF-8 text"),
     ("paraphraser-hidden-size", [*B, "--methods", "lapael", "lapael.paraphraser={d}/para-hidden"],
      "field 'hidden_size' is not a int"),
+    ("paraphraser-other-model", [*B, "--methods", "lapael", f"lapael.paraphraser={SHIPPED}"],
+     "the paraphraser was trained for hidden size 576"),
+    ("index-of-another-corpus", [*B, "--methods", "rag", "retrieval.index={d}/other-index"],
+     "none of its 1 passages is from a document of corpus 'builtin"),
     ("para-source-missing", [*B, "--methods", "ft-para", "para.source={d}/nope.jsonl"], "para.source"),
     ("qa-source-missing", [*B, "--methods", "ft+qa", "qa.source={d}/nope.jsonl"], "qa.source"),
     ("delia-samples-missing", [*B, "--methods", "ft+delia", "delia.samples={d}/nope.jsonl"], "delia.samples"),
