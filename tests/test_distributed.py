@@ -32,7 +32,7 @@ def _steps_per_epoch(texts: int, batch_size: int, world: int) -> int:
 
 def test_torchrun_two_processes_train_data_parallel_and_only_rank_0_writes(tiny_model_dir, tmp_path):
     args = [f"model={tiny_model_dir}", "methods=[base,ft,ft+rag]", *WORLD]
-    proc = subprocess.run([str(BIN / "torchrun"), "--nproc_per_node", "2", "--no-python",
+    proc = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "--no-python",
                            str(FIXTURES / "rank_bench.sh"), *args], env=_env(OUT=str(tmp_path / "run")),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
