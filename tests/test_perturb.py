@@ -133,3 +133,21 @@ def test_freelb_trains_with_copies_and_leaves_no_hooks(tiny_model_dir):
     model, res = train_causal_lm(loaded.model, loaded.tokenizer, texts, cfg, seed=0, copies=4, perturbation=freelb)
     assert res.steps == 1 and all(math.isfinite(x) for x in res.losses)
     assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("clean_copy, perturbed", [(True, [False, True, True, True]), (False, [True] * 4)])
+def test_clean_copy_decides_whether_copy_0_is_perturbed(tiny_model_dir, clean_copy, perturbed):
+    from kinject.models import load_model
+
+    seen = []
+
+    def record(hidden, layer, context):
+        seen.append(hidden.shape[0])
+        return hidden
+
+    loaded = load_model(str(tiny_model_dir))
+    cfg = TrainConfig(epochs=1, batch_size=1, bf16=False, progress=False)
+    probe = Perturbation("embeddings", record, clean_copy=clean_copy)
+    train_causal_lm(loaded.model, loaded.tokenizer, ["Ada Marlow was born in 1874."], cfg, seed=0, copies=4,
+                    perturbation=probe)
+    assert seen and all(n == sum(perturbed) for n in seen)

@@ -55,6 +55,9 @@ def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, 
     copies).
     """
     cfg = req.cfg.train if epochs is None else dataclasses.replace(req.cfg.train, epochs=epochs)
+    if perturbation is not None:
+        perturbation = dataclasses.replace(perturbation, clean_copy=req.cfg.noise.clean_copy)
+        info["clean_copy"] = perturbation.clean_copy
     demos = req.demonstrations
     before, mixed, after = ([], [], []) if demos is None else demos.phases()
     demo_cfg = None if demos is None else dataclasses.replace(req.cfg.train, epochs=demos.epochs)

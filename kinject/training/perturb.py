@@ -1,4 +1,5 @@
-"""Training with perturbed copies: each sample is repeated, copy 0 kept clean, the others perturbed.
+"""Training with perturbed copies: each sample is repeated, copy 0 kept clean (unless
+``noise.clean_copy=false``), the others perturbed.
 
 This is the shared machinery of LaPael and the noise baselines it is compared with (NEFTune,
 fixed noise). A :class:`Perturbation` says *where* it acts and *what* it does:
@@ -40,7 +41,10 @@ class NoiseConfig:
     ``h * (1 + scale * u)`` on the MLP inputs of the decoder layers ``layers`` selects (":5" =
     LaPael's perturbed layers 0..4). ``freelb_*``: FreeLB's initial perturbation magnitude, ascent
     step size (L2-normalised gradient), number of forward/backward passes per batch, and the L2
-    bound of the perturbation (0 = unbounded); LaPael's setting 0.6 / 0.1 / 2."""
+    bound of the perturbation (0 = unbounded); LaPael's setting 0.6 / 0.1 / 2.
+    ``clean_copy``: copy 0 of each sample stays unperturbed (kinject's default, for every
+    perturbation method); ``false`` perturbs every copy, as LaPael's code runs its NEFTune
+    baseline."""
 
     copies: int = 4
     neftune_alpha: float = 5.0
@@ -50,6 +54,7 @@ class NoiseConfig:
     freelb_step: float = 0.1
     freelb_steps: int = 2
     freelb_max_norm: float = 0.0
+    clean_copy: bool = True
 
     CHECKS: ClassVar[dict[str, Check]] = {
         "copies": at_least(2), "neftune_alpha": non_negative, "layers": layer_spec, "scale": non_negative,
@@ -60,7 +65,8 @@ class NoiseConfig:
 
 @dataclass
 class Perturbation:
-    """Where and how copies 1..N-1 of each sample are perturbed during training.
+    """Where and how copies 1..N-1 of each sample (every copy, without ``clean_copy``) are
+    perturbed during training.
 
     ``state`` is set before each forward pass: ``rows`` (bool, (batch,)) selects the rows to
     perturb; every other entry is a per-row tensor (``attention_mask`` (batch, T), a token mask
@@ -74,6 +80,7 @@ class Perturbation:
     layers: Sequence[int] = ()
     state: dict[str, Any] = field(default_factory=dict)
     adversary: Adversary | None = None
+    clean_copy: bool = True
 
     def __post_init__(self) -> None:
         if self.site not in SITES:

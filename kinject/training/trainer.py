@@ -298,7 +298,8 @@ def _perturbing_trainer(base: type, perturbation: Perturbation | None) -> type:
             copy_index = inputs.pop("copy_index", None)
             if perturbation is None:
                 return super().compute_loss(model, inputs, *args, **kwargs)
-            perturbation.state = {"rows": None if copy_index is None else copy_index > 0,
+            first = 1 if perturbation.clean_copy else 0
+            perturbation.state = {"rows": None if copy_index is None else copy_index >= first,
                                   "attention_mask": inputs.get("attention_mask")}
             if perturbation.adversary is None:
                 return super().compute_loss(model, inputs, *args, **kwargs)
