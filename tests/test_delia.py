@@ -79,3 +79,18 @@ def test_bad_delia_input_is_one_line_and_exit_2(args, message, capsys, tmp_path,
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_response_loss_trains_the_assistants_turn_only(tiny_chat_model_dir, tmp_path):
+    from kinject.training.trainer import Completion, training_rows
+
+    loaded = load_model(str(tiny_chat_model_dir))
+    whole = select_self_samples(str(tiny_chat_model_dir), loaded, 2, DeliaConfig(max_new_tokens=4), tmp_path / "c")
+    reply = select_self_samples(str(tiny_chat_model_dir), loaded, 2, DeliaConfig(max_new_tokens=4, loss="response"),
+                                tmp_path / "c")
+    assert reply.info["loss"] == "response" and all(isinstance(t, Completion) for t in reply.texts)
+    assert [str(t) for t in reply.texts] == whole.texts  # the same chats, only the loss differs
+    assert all(t.prompt.endswith("<s>assistant: ") and "user: " not in t.completion for t in reply.texts)
+    rows = training_rows(loaded.tokenizer, reply.texts, 256)
+    learned = [sum(t != -100 for t in r["labels"]) for r in rows]
+    assert all(0 < n < len(r["input_ids"]) for n, r in zip(learned, rows, strict=True))

@@ -14,7 +14,9 @@ file (``delia.samples``: a JSONL of ``{"messages": [user, assistant]}``).
 
 A run mixes ``int(N x delia.ratio)`` of them into the training texts (N = the documents injected),
 drawn with the fixed ``delia.seed`` (the same for every run seed, so each is generated once),
-each written out with the model's chat template.
+each written out with the model's chat template. ``delia.loss``: ``all`` trains every token of
+that chat text (system prompt and query included; kinject's default, behind every DELIA row so
+far); ``response`` only the assistant's turn, as DELIA's code does.
 """
 
 from __future__ import annotations
@@ -24,18 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kinject.checks import Check, at_least, check_section, non_negative, open_fraction, positive, seed_range
+from kinject.checks import Check, at_least, check_section, non_negative, one_of, open_fraction, positive, seed_range
 from kinject.data.jsonl import load_records
 from kinject.errors import UserError
 from kinject.generation.cache import GenerationCost, cached_sample
 from kinject.generation.generators import GenerationConfig, LocalGenerator
+from kinject.training.trainer import Completion, TrainText
 
 BUILTIN_QUERIES = Path(__file__).with_name("delia_queries.jsonl")
 
 
 @dataclass
 class DeliaConfig:
-    """``+delia``: ``ratio`` self-samples per injected document, from ``queries`` or ``samples``."""
+    """``+delia``: ``ratio`` self-samples per injected document, from ``queries`` or ``samples``;
+    ``loss``: ``all`` (every token of the chat text) or ``response`` (the assistant's turn only)."""
 
     queries: str = "builtin"
     samples: str | None = None
@@ -46,17 +50,18 @@ class DeliaConfig:
     batch_size: int = 8
     seed: int = 0
     cache: bool = True
+    loss: str = "all"
 
     CHECKS: ClassVar[dict[str, Check]] = {
-        "ratio": positive, "temperature": non_negative, "top_p": open_fraction, "max_new_tokens": at_least(1),
-        "batch_size": at_least(1), "seed": seed_range}
+        "loss": one_of("all", "response"), "ratio": positive, "temperature": non_negative, "top_p": open_fraction,
+        "max_new_tokens": at_least(1), "batch_size": at_least(1), "seed": seed_range}
 
 
 @dataclass
 class SelfSamples:
     """The texts one ``+delia`` run mixes in (chat-formatted), and what they are (``info``)."""
 
-    texts: list[str]
+    texts: list[TrainText]
     info: dict[str, Any] = field(default_factory=dict)
 
 
@@ -126,5 +131,19 @@ def select_self_samples(model: str, loaded: Any, documents: int, cfg: DeliaConfi
         queries = load_queries(cfg.queries)
         random.Random(cfg.seed).shuffle(queries)
         chats, source = self_sample(model, queries[:want], cfg, cache, cost, loaded), cfg.queries
-    texts = [tokenizer.apply_chat_template(c, tokenize=False) for c in chats]
-    return SelfSamples(texts, {"source": source, "wanted": want, "mixed": len(texts), "cost": cost.to_dict()})
+    texts = [chat_text(tokenizer, c, cfg.loss) for c in chats]
+    return SelfSamples(texts, {"source": source, "wanted": want, "mixed": len(texts), "loss": cfg.loss,
+                               "cost": cost.to_dict()})
+
+
+def chat_text(tokenizer: Any, chat: list[dict[str, str]], loss: str) -> TrainText:
+    """A ``[..., assistant]`` chat in the tokenizer's template: plain text (``loss=all``), or a
+    :class:`Completion` whose loss covers the assistant's turn only (``loss=response``)."""
+    full = tokenizer.apply_chat_template(chat, tokenize=False)
+    if loss == "all":
+        return full
+    prompt = tokenizer.apply_chat_template(chat[:-1], tokenize=False, add_generation_prompt=True)
+    if not full.startswith(prompt):
+        raise UserError("delia.loss=response: the chat template does not write the reply after the prompt it "
+                        "opens with add_generation_prompt; use delia.loss=all")
+    return Completion(prompt, full[len(prompt):])
