@@ -1,6 +1,15 @@
+import pytest
 import torch
 
-from kinject.training.trainer import Completion, TrainConfig, prepare_trainable, train_causal_lm, training_rows
+from kinject.errors import UserError
+from kinject.training.trainer import (
+    Completion,
+    TrainConfig,
+    prepare_trainable,
+    train_causal_lm,
+    training_arguments,
+    training_rows,
+)
 
 TEXT = "Yaithai Systems was founded in 1860. Yaithai Systems makes electric bicycles."
 
@@ -207,3 +216,28 @@ def test_a_packed_batch_has_the_padded_batchs_loss_and_trains_alike(tiny_model_d
                                    seed=3)
         params.append(torch.cat([p.detach().flatten() for p in model.parameters()]))
     assert torch.allclose(params[0], params[1], atol=1e-4)
+
+
+def test_step_scheduler_decays_the_rate_every_step_every_passes():
+    import torch
+
+    from kinject.training.trainer import _perturbing_trainer
+
+    class Base:
+        optimizer = None
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            return "transformers' own"
+
+    cfg = TrainConfig(scheduler="step", epochs=12, step_every=4, step_gamma=0.85)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = _perturbing_trainer(Base, None, cfg)().create_scheduler(120, opt)  # 10 steps a pass
+    rates = []
+    for _ in range(120):
+        rates.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert rates[0] == rates[39] == 1.0 and rates[40] == pytest.approx(0.85) and rates[119] == pytest.approx(0.85**2)
+    assert _perturbing_trainer(Base, None, TrainConfig())().create_scheduler(120, opt) == "transformers' own"
+    with pytest.raises(UserError, match=r"train\.scheduler=step has no warm-up"):
+        training_arguments(TrainConfig(scheduler="step", warmup=10), "/tmp", 0, 1)

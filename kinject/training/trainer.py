@@ -44,6 +44,8 @@ class TrainConfig:
     ``bf16``: auto (only where the hardware runs it natively), true or false.
     ``max_length`` is in tokens; each text is cut into chunks of at most that length.
     ``batch_size`` is per device; the effective batch is batch_size x grad_accum x devices.
+    ``scheduler``: a transformers scheduler name, or ``step``: the rate times ``step_gamma`` after
+    every ``step_every`` passes (LaPael's fine-tuning: x0.85 every 4 passes).
     ``warmup``: linear warm-up, a share of all steps when < 1, else a step count.
     ``optim``: a transformers optimizer name (adamw_torch_fused, the Trainer's default; adamw_torch, adafactor, ...).
     ``master_weights``: ``float32`` trains the full/subset model in fp32 (the weights the optimizer
@@ -63,6 +65,8 @@ class TrainConfig:
     batch_size: int = 8
     grad_accum: int = 1
     scheduler: str = "constant"
+    step_every: float = 4.0
+    step_gamma: float = 0.85
     warmup: float = 0.0
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -85,7 +89,8 @@ class TrainConfig:
 
     CHECKS: ClassVar[dict[str, Check]] = {
         "mode": one_of("full", "lora", "subset"), "lr": positive, "epochs": positive, "batch_size": at_least(1),
-        "grad_accum": at_least(1), "warmup": non_negative, "weight_decay": non_negative,
+        "grad_accum": at_least(1), "step_every": positive, "step_gamma": positive, "warmup": non_negative,
+        "weight_decay": non_negative,
         "max_grad_norm": non_negative, "max_length": at_least(2), "bf16": one_of("auto", True, False),
         "layers": layer_spec, "modules": non_empty, "lora_r": at_least(1), "lora_alpha": at_least(1),
         "lora_dropout": fraction, "lora_targets": non_empty, "master_weights": one_of("float32", "model")}
@@ -115,6 +120,8 @@ def training_arguments(cfg: TrainConfig, output_dir: str, seed: int, logging_ste
             raise UserError(f"train.args.{key}: set by kinject" + (f"; use train.{own}" if own else ""))
         if key not in known:
             raise UserError(f"train.args.{key}: not a transformers TrainingArguments key")
+    if cfg.scheduler == "step" and cfg.warmup:
+        raise UserError("train.warmup: train.scheduler=step has no warm-up; set train.warmup=0")
     settings: dict[str, Any] = {"report_to": [], "dataloader_num_workers": 0, **cfg.args}
     if cfg.gradient_checkpointing:  # transformers 5.x renamed the argument; either spelling works
         name = "activation_checkpointing" if "activation_checkpointing" in known else "gradient_checkpointing"
@@ -123,7 +130,8 @@ def training_arguments(cfg: TrainConfig, output_dir: str, seed: int, logging_ste
         return TrainingArguments(
             output_dir=output_dir, per_device_train_batch_size=cfg.batch_size,
             gradient_accumulation_steps=cfg.grad_accum, num_train_epochs=cfg.epochs, learning_rate=cfg.lr,
-            lr_scheduler_type=cfg.scheduler, warmup_steps=cfg.warmup, weight_decay=cfg.weight_decay,
+            lr_scheduler_type="constant" if cfg.scheduler == "step" else cfg.scheduler, warmup_steps=cfg.warmup,
+            weight_decay=cfg.weight_decay,
             max_grad_norm=cfg.max_grad_norm, bf16=resolve_bf16(cfg.bf16), use_cpu=compute_device().type == "cpu",
             seed=seed, data_seed=seed, optim=cfg.optim, logging_steps=logging_steps, save_strategy="no",
             disable_tqdm=not cfg.progress, remove_unused_columns=False, **settings)
@@ -290,10 +298,19 @@ def pack_batch(rows: list[dict[str, list[int]]]) -> dict[str, Any]:
             "position_ids": torch.tensor([positions]), "use_cache": False}
 
 
-def _perturbing_trainer(base: type, perturbation: Perturbation | None) -> type:
-    """A Trainer subclass that tells ``perturbation`` which rows of each batch to perturb."""
+def _perturbing_trainer(base: type, perturbation: Perturbation | None, cfg: TrainConfig) -> type:
+    """A Trainer subclass that tells ``perturbation`` which rows of each batch to perturb, and runs
+    ``train.scheduler=step``."""
 
     class PerturbingTrainer(base):
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if cfg.scheduler != "step":
+                return super().create_scheduler(num_training_steps, optimizer)
+            every = max(1, round(num_training_steps / cfg.epochs * cfg.step_every))  # steps per step_every passes
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                optimizer or self.optimizer, lambda step: cfg.step_gamma ** (step // every))
+            return self.lr_scheduler
+
         def compute_loss(self, model, inputs, *args, **kwargs):
             copy_index = inputs.pop("copy_index", None)
             if perturbation is None:
@@ -397,7 +414,7 @@ def train_causal_lm(model, tokenizer, texts: Sequence[TrainText], cfg: TrainConf
         args = training_arguments(cfg, tmp, seed, logging_steps=max(1, steps_per_epoch // 2))
         model = prepare_trainable(model, cfg)
         model.train()
-        trainer = _perturbing_trainer(Trainer, perturbation)(
+        trainer = _perturbing_trainer(Trainer, perturbation, cfg)(
             model=model, args=args, train_dataset=dataset,
             data_collator=_Collator(tokenizer.pad_token_id, copies, cfg.packing),
             callbacks=[_Losses()])
