@@ -130,6 +130,11 @@ def test_train_paraphraser_then_inject_with_it(tmp_path, tiny_model_dir, capsys)
     assert main(["inject", "--method", "lapael", "--out", str(model_out), f"model={tiny_model_dir}",
                  f"lapael.paraphraser={out}", "train.epochs=1", "train.progress=false", *SMALL_WORLD]) == 0
     assert "lapael (seed 0)" in capsys.readouterr().out and (model_out / "config.json").is_file()
+    oracle = tmp_path / "oracle-model"
+    assert main(["inject", "--method", "lapael", "--out", str(oracle), f"model={tiny_model_dir}",
+                 f"lapael.paraphraser={out}", "train.epochs=1", "train.progress=false", "lapael.mask=oracle",
+                 *SMALL_WORLD]) == 0
+    assert (oracle / "config.json").is_file()
 
 
 def test_paraphraser_faults_are_one_line_errors(tmp_path, tiny_model_dir, tiny, capsys):
@@ -166,3 +171,33 @@ def test_train_paraphraser_input_errors(tmp_path, tiny_model_dir, capsys):
     assert main(["train-paraphraser", str(bad), "--out", str(tmp_path / "p"), f"model={tiny_model_dir}"]) == 2
     assert "no usable training sentences" in capsys.readouterr().err
     assert not (tmp_path / "p").exists()
+
+
+def test_the_oracle_mask_keeps_marked_tokens_and_perturbs_others_at_the_ratio(tiny):
+    from kinject.training.trainer import Marked, _Collator, training_rows
+
+    text = Marked.of("Ada Marlow was born in 1874 in Velmora.", ["Ada Marlow", "1874", ""])
+    assert [text.text[a:b] for a, b in text.keep] == ["Ada Marlow", "1874"]
+    (row,) = training_rows(tiny.tokenizer, [text], 64)
+    pieces = [tiny.tokenizer.decode([t]) for t, k in zip(row["input_ids"], row["keep_tokens"], strict=True) if k]
+    assert "".join(pieces).replace(" ", "") == "AdaMarlow1874"
+    batch = _Collator(tiny.tokenizer.pad_token_id, copies=2)([row, {**row, "keep_tokens": [0] * len(row["input_ids"])}])
+    assert batch["keep_tokens"].shape == batch["input_ids"].shape and batch["keep_tokens"][0].sum() > 0
+    torch.manual_seed(0)
+    para = LatentParaphraser(16, [0])
+    h = torch.randn(1, 6, 16)
+    marked = torch.tensor([[True, True, False, False, False, False]])
+    para.oracle_ratio = 1.0
+    out = para.perturb(h, 0, {"keep_tokens": marked})
+    assert torch.equal(out[:, :2], h[:, :2]) and not torch.isclose(out[:, 2:], h[:, 2:]).all(dim=-1).any()
+    para.oracle_ratio = 0.0
+    assert torch.equal(para.perturb(h, 0, {"keep_tokens": marked}), h)
+
+
+def test_the_oracle_mask_needs_a_corpus_with_facts(tmp_path, tiny_model_dir, capsys):
+    docs, probes = tmp_path / "d.jsonl", tmp_path / "p.jsonl"
+    docs.write_text(json.dumps({"id": "d1", "text": "Ada Marlow was born in 1874."}) + "\n")
+    probes.write_text(json.dumps({"id": "p1", "kind": "qa", "question": "When?", "answers": ["1874"]}) + "\n")
+    code = main(["bench", "--out", str(tmp_path / "run"), "--methods", "lapael", "lapael.mask=oracle",
+                 "data.source=jsonl", f"data.path={docs}", f"data.probes={probes}", f"model={tiny_model_dir}"])
+    assert code == 2 and "lapael.mask=oracle: corpus 'jsonl:d.jsonl' has no facts" in capsys.readouterr().err

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from kinject.checks import Check, at_least, fraction, layer_spec, positive
+from kinject.checks import Check, at_least, fraction, layer_spec, one_of, positive
 
 
 @dataclass
@@ -24,7 +24,10 @@ class LapaelConfig:
       non-entity tokens the learned mask should perturb; ``mask_weight``: weight of the mask loss;
     - ``paraphrases``: at most this many paraphrases per sentence form its target;
     - ``max_length``: sentences whose answer starts after this many tokens are skipped;
-    - ``limit``: train on the first N sentences only (None = all).
+    - ``limit``: train on the first N sentences only (None = all);
+    - ``mask`` (injection): ``learned`` (the paraphraser's own token mask) or ``oracle`` (the
+      corpus's known subject and answer spans kept, every other token perturbed with probability
+      ``mask_ratio``): an ablation that tells a weak mask from a method that does not help.
     """
 
     paraphraser: str = "auto"
@@ -42,9 +45,10 @@ class LapaelConfig:
     paraphrases: int = 10
     max_length: int = 192
     limit: int | None = None
+    mask: str = "learned"
 
     CHECKS: ClassVar[dict[str, Check]] = {
         "layers": layer_spec, "kl_layers": layer_spec, "copies": at_least(2), "epochs": at_least(1),
         "batch_size": at_least(1), "lr": positive, "max_grad_norm": positive, "std_floor": positive,
         "mask_temperature": positive, "mask_ratio": fraction, "mask_weight": at_least(0), "paraphrases": at_least(2),
-        "max_length": at_least(2), "limit": at_least(1)}
+        "max_length": at_least(2), "limit": at_least(1), "mask": one_of("learned", "oracle")}

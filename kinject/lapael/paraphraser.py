@@ -77,21 +77,26 @@ class LatentParaphraser(nn.Module):
         self.nets = nn.ModuleDict({str(i): ParaphraserLayer(hidden_size) for i in self.layers})
         self.meta = dict(meta or {})
         self.mask_logits: dict[int, torch.Tensor] = {}  # recorded per layer while gold masks are given
+        self.oracle_ratio = 0.5  # lapael.mask=oracle: the share of unmarked tokens perturbed
 
     def perturb(self, h: torch.Tensor, layer: int, context: dict[str, torch.Tensor]) -> torch.Tensor:
         """Perturb hidden states ``h`` (rows, T, d) of decoder layer ``layer``; computed in the
         paraphraser's dtype (the caller casts the result back to the model's).
 
         ``context["keep"]`` (rows, T; bool), when present, is the gold mask (True = entity token,
-        left alone; everything else perturbed) and the mask logits are recorded for the mask loss;
-        otherwise the mask is sampled from the learned logits.
+        left alone; everything else perturbed) and the mask logits are recorded for the mask loss.
+        ``context["keep_tokens"]`` (rows, T; bool; ``lapael.mask=oracle``) is an oracle mask in
+        injection: marked tokens left alone, each other token perturbed with probability
+        ``oracle_ratio``. Otherwise the mask is sampled from the learned logits.
         """
         net = self.nets[str(layer)]
         h = h.to(net.mu.weight.dtype)  # a bf16 model's states meet the paraphraser's fp32 weights
-        keep = context.get("keep")
+        keep, oracle = context.get("keep"), context.get("keep_tokens")
         if keep is not None:
             self.mask_logits[layer] = net.mask_logits(h.detach())
             m = (~keep).to(h.dtype)
+        elif oracle is not None:
+            m = (~oracle & (torch.rand(oracle.shape, device=h.device) < self.oracle_ratio)).to(h.dtype)
         else:
             m = relaxed_bernoulli(net.mask_logits(h), self.mask_temperature)
         m = m.unsqueeze(-1)

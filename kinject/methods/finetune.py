@@ -41,7 +41,7 @@ def _merged(model: Any) -> Any:
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
 
-def finetune(req: InjectRequest, texts: list[str], epochs: float | None = None, copies: int = 1,
+def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = None, copies: int = 1,
              perturbation: Perturbation | None = None, **info) -> Injected:
     """Train the request's model on ``texts`` with the run's ``train`` config (``epochs`` overrides);
     ``copies``/``perturbation`` as in :func:`~kinject.training.trainer.train_causal_lm`.

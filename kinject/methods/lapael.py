@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
+from kinject.errors import UserError
 from kinject.hardware import place
 from kinject.lapael.paraphraser import load_paraphraser, resolve_paraphraser
 from kinject.methods.finetune import check_paraphrases, document_texts, finetune, paraphrase_texts
@@ -19,6 +20,7 @@ from kinject.methods.noise import check_noise
 from kinject.methods.registry import Injected, InjectRequest, register_method
 from kinject.models import resolve_model_path
 from kinject.training.perturb import decoder_layers
+from kinject.training.trainer import Marked, TrainText
 
 
 def check_lapael(corpus: Corpus, cfg: RunConfig) -> None:
@@ -26,6 +28,9 @@ def check_lapael(corpus: Corpus, cfg: RunConfig) -> None:
     from transformers import AutoConfig
 
     check_noise(corpus, cfg)
+    if cfg.lapael.mask == "oracle" and not corpus.facts:
+        raise UserError(f"lapael.mask=oracle: corpus {corpus.name!r} has no facts whose answer and subject spans "
+                        "it could keep (the built-in world and LaPael SQuAD have them)")
     path = resolve_paraphraser(cfg.lapael.paraphraser, cfg.model)
     para = load_paraphraser(path)
     model_cfg = AutoConfig.from_pretrained(resolve_model_path(cfg.model))
@@ -43,8 +48,13 @@ def _with_paraphraser(req: InjectRequest, texts: list[str], epochs: float | None
     para.check_fits(getattr(req.loaded.model.config, "hidden_size", None), len(decoder_layers(req.loaded.model)),
                     f"lapael.paraphraser {path}")
     place(para)
-    return finetune(req, texts, epochs=epochs, copies=req.cfg.noise.copies, perturbation=para.perturbation(),
-                    paraphraser=str(path), paraphraser_layers=para.layers, **info)
+    trained: list[TrainText] = list(texts)
+    if req.cfg.lapael.mask == "oracle":  # the known spans kept, other tokens perturbed at mask_ratio
+        para.oracle_ratio = req.cfg.lapael.mask_ratio
+        phrases = [p for f in req.corpus.facts for p in (f.answer, f.subject, *f.entities)]
+        trained = [Marked.of(t, phrases) for t in texts]
+    return finetune(req, trained, epochs=epochs, copies=req.cfg.noise.copies, perturbation=para.perturbation(),
+                    paraphraser=str(path), paraphraser_layers=para.layers, mask=req.cfg.lapael.mask, **info)
 
 
 @register_method("lapael", "fine-tuning on the documents, noise.copies copies per sample, all but the first "

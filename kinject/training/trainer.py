@@ -222,7 +222,30 @@ class Completion:
         return self.prompt + self.completion
 
 
-TrainText = str | Completion
+@dataclass(frozen=True)
+class Marked:
+    """A training text with character spans (start, end) marked ``keep``: the tokens they cover
+    reach a perturbation as ``context["keep_tokens"]`` (an oracle token mask, ``lapael.mask=oracle``)."""
+
+    text: str
+    keep: tuple[tuple[int, int], ...]
+
+    def __str__(self) -> str:
+        return self.text
+
+    @classmethod
+    def of(cls, text: str, phrases: Sequence[str]) -> Marked:
+        """``text`` with every occurrence of each non-empty phrase marked."""
+        spans = []
+        for phrase in {p for p in phrases if p}:
+            start = text.find(phrase)
+            while start >= 0:
+                spans.append((start, start + len(phrase)))
+                start = text.find(phrase, start + 1)
+        return cls(text, tuple(sorted(spans)))
+
+
+TrainText = str | Completion | Marked
 
 
 def training_rows(tokenizer, texts: Sequence[TrainText], max_length: int) -> list[dict[str, list[int]]]:
@@ -233,7 +256,14 @@ def training_rows(tokenizer, texts: Sequence[TrainText], max_length: int) -> lis
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     rows: list[dict[str, list[int]]] = []
     for text in texts:
-        if isinstance(text, Completion):
+        keep: list[int] | None = None
+        if isinstance(text, Marked):
+            enc = tokenizer(text.text, add_special_tokens=True, return_offsets_mapping=True)
+            ids = enc.input_ids + eos
+            labels = ids
+            keep = [int(e > s and any(a < e and s < b for a, b in text.keep)) for s, e in enc["offset_mapping"]]
+            keep += [0] * len(eos)
+        elif isinstance(text, Completion):
             prompt = tokenizer(text.prompt, add_special_tokens=True).input_ids
             target = tokenizer(text.completion, add_special_tokens=False).input_ids + eos
             ids, labels = prompt + target, [-100] * len(prompt) + target
@@ -243,7 +273,10 @@ def training_rows(tokenizer, texts: Sequence[TrainText], max_length: int) -> lis
         for i in range(0, len(ids), max_length):
             chunk = labels[i: i + max_length]
             if any(t != -100 for t in chunk):
-                rows.append({"input_ids": ids[i: i + max_length], "labels": chunk})
+                row = {"input_ids": ids[i: i + max_length], "labels": chunk}
+                if keep is not None:
+                    row["keep_tokens"] = keep[i: i + max_length]
+                rows.append(row)
     return rows
 
 
@@ -278,6 +311,9 @@ class _Collator:
         ids, mask = pad_right([r["input_ids"] for r in rows], self.pad_id)
         labels, _ = pad_right([r.get("labels", r["input_ids"]) for r in rows], -100)
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if any("keep_tokens" in r for r in rows):  # Marked texts: the oracle token mask
+            keep = [r.get("keep_tokens", [0] * len(r["input_ids"])) for r in rows]
+            batch["keep_tokens"] = pad_right(keep, 0)[0].bool()
         if self.copies > 1:
             batch["copy_index"] = torch.arange(len(rows)) % self.copies
         return batch
@@ -313,11 +349,12 @@ def _perturbing_trainer(base: type, perturbation: Perturbation | None, cfg: Trai
 
         def compute_loss(self, model, inputs, *args, **kwargs):
             copy_index = inputs.pop("copy_index", None)
+            keep_tokens = inputs.pop("keep_tokens", None)
             if perturbation is None:
                 return super().compute_loss(model, inputs, *args, **kwargs)
             first = 1 if perturbation.clean_copy else 0
             perturbation.state = {"rows": None if copy_index is None else copy_index >= first,
-                                  "attention_mask": inputs.get("attention_mask")}
+                                  "attention_mask": inputs.get("attention_mask"), "keep_tokens": keep_tokens}
             if perturbation.adversary is None:
                 return super().compute_loss(model, inputs, *args, **kwargs)
             return perturbation.adversary(lambda: super(PerturbingTrainer, self).compute_loss(
