@@ -145,11 +145,11 @@ def _fresh(path: str, what: str = "directory") -> Path:
 def _refuse_both(args: argparse.Namespace, flag: str, key: str) -> None:
     """One line when an option and the config key it sets are both given (``--seeds 3`` with
     ``seeds=[5]``): which one is meant is not for kinject to guess."""
-    from kinject.config import read_config_file, split_override_key
+    from kinject.config import dotted_keys, read_config_file, split_override_key
 
     given = [split_override_key(o) for o in args.overrides]
     if args.config:
-        given += list(read_config_file(args.config))
+        given += dotted_keys(read_config_file(args.config))
     if key in given:
         raise UserError(f"{flag} and config key {key!r} both given; keep one")
 

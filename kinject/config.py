@@ -211,6 +211,15 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     return mapping
 
 
+def dotted_keys(mapping: dict[str, Any], prefix: str = "") -> list[str]:
+    """The dotted keys a config file's mapping sets (``{"para": {"k": 3}}`` -> ``["para.k"]``)."""
+    keys = []
+    for key, value in mapping.items():
+        dotted = f"{prefix}{key}"
+        keys += dotted_keys(value, f"{dotted}.") if isinstance(value, dict) else [dotted]
+    return keys
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> RunConfig:
     """Defaults, then the YAML file at ``path`` (if any), then ``key=value`` overrides."""
     cfg = RunConfig()

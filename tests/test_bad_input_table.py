@@ -51,6 +51,7 @@ def inputs(tmp_path_factory, tiny_model_dir) -> dict[str, Path]:
         "config-list.yaml": "- a\n- b\n",
         "config-malformed.yaml": "train:\n  lr: [1,\n",
         "config-unknown.yaml": "train:\n  learning_rate: 1\n",
+        "config-para-k.yaml": "para:\n  k: 3\n",
         "queries.jsonl": _jsonl({"query": "Write a haiku."}),
         "a-file": "not a directory\n",
     }
@@ -260,6 +261,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("paraphrase-k-zero", ["paraphrase", "{d}/docs.jsonl", "--out", "{d}/p.jsonl", "--k", "0"], "--k must be >= 1"),
     ("paraphrase-k-twice", ["paraphrase", "{d}/docs.jsonl", "--out", "{d}/p.jsonl", "--k", "2", "para.k=3"],
      "--k and config key 'para.k' both given"),
+    ("paraphrase-k-in-config", ["paraphrase", "{d}/docs.jsonl", "--out", "{d}/p.jsonl", "--k", "2", "--config",
+                                "{d}/config-para-k.yaml"], "--k and config key 'para.k' both given"),
     ("questions-not-utf8", ["questions", "{d}/docs-latin1.jsonl", "--out", "{d}/q.jsonl"], "not UTF-8 text"),
     ("train-paraphraser-not-utf8", ["train-paraphraser", "{d}/para-corpus-latin1.jsonl", "--out", "{d}/p"],
      "not UTF-8 text"),
