@@ -77,13 +77,21 @@ def non_empty(value: Any) -> str | None:
     return None if value else "must not be empty"
 
 
+def slice_bounds(spec: str) -> tuple[int | None, int | None]:
+    """(start, stop) of a slice spec of decoder layers: "5:", "0:5", ":5", or "3" (= 3:4);
+    ValueError when ``spec`` is none of these."""
+    parts = [int(p) if p.strip() else None for p in str(spec).split(":")]
+    if len(parts) == 1:
+        parts = [parts[0], parts[0] + 1 if parts[0] is not None else None]
+    if len(parts) != 2:
+        raise ValueError(spec)
+    return parts[0], parts[1]
+
+
 def layer_spec(value: Any) -> str | None:
-    """A slice of decoder layers: "5:", "0:5", ":5" or "3"."""
-    parts = str(value).split(":")
-    if len(parts) > 2:
-        return "is not a slice like '5:' or '0:5'"
+    """A slice of decoder layers (:func:`slice_bounds`)."""
     try:
-        [int(p) for p in parts if p.strip()]
+        slice_bounds(value)
     except ValueError:
         return "is not a slice like '5:' or '0:5'"
     return None

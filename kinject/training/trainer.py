@@ -28,6 +28,7 @@ from kinject.checks import (
     non_negative,
     one_of,
     positive,
+    slice_bounds,
 )
 from kinject.errors import UserError
 from kinject.hardware import compute_device, resolve_bf16
@@ -173,14 +174,10 @@ class TrainResult:
 def layer_slice(spec: str, n_layers: int, key: str = "train.layers") -> range:
     """The decoder layers a slice spec ("5:", "0:5", ":5", "3") selects; ``key`` names it in errors."""
     try:
-        parts = [int(p) if p.strip() else None for p in spec.split(":")]
-        if len(parts) == 1:
-            parts = [parts[0], parts[0] + 1 if parts[0] is not None else None]
-        if len(parts) != 2:
-            raise ValueError
+        start, stop = slice_bounds(spec)
     except ValueError:
         raise UserError(f"{key}: {spec!r} is not a slice like '5:' or '0:5'") from None
-    return range(n_layers)[slice(*parts)]
+    return range(n_layers)[slice(start, stop)]
 
 
 def prepare_trainable(model, cfg: TrainConfig):
