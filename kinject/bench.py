@@ -69,14 +69,14 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     cfg_file = out / "config.yaml"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
+    same = cfg_file.is_file() and _identity(read_config_file(cfg_file)) == _identity(yaml.safe_load(text))
     if cfg_file.is_file():
-        same = _identity(read_config_file(cfg_file)) == _identity(yaml.safe_load(text))
         if not same and _started(out):
             raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
     elif out.exists() and any(not p.name.startswith(".") for p in out.iterdir()):  # a worker's temporary aside
         raise UserError(f"--out {out}: exists, is not empty and is not a kinject run; choose another directory")
     check_writable(out)
-    if cfg_file.is_file() and same:
+    if same:
         remove_stale_temporaries(out)
         return
     out.mkdir(parents=True, exist_ok=True)
