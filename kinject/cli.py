@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ss = sub.add_parser("self-sample", help="the model's own answers to diverse queries, for DELIA (+delia) "
                         "(model=...; delia.* sets the sampling)", epilog=EPILOG)
-    ss.add_argument("queries", help="'builtin' (kinject's 104 everyday tasks) or a JSONL of {query}")
+    ss.add_argument("queries", help="'builtin' (kinject's 104 everyday tasks) or a JSONL of {query, reference "
+                    "(optional)}")
     _common(ss)
     ss.add_argument("--out", required=True, help="self-sample JSONL to write (must not exist); use with "
                     "delia.samples=FILE")
@@ -313,6 +314,7 @@ def cmd_index(args: argparse.Namespace) -> int:
 
 def cmd_train_paraphraser(args: argparse.Namespace) -> int:
     from kinject.data.loaders import load_paraphrase_data
+    from kinject.lapael.mask_rates import rates_line
     from kinject.lapael.train import check_train_config, fit_paraphraser
     from kinject.models import load_model
 
@@ -325,10 +327,12 @@ def cmd_train_paraphraser(args: argparse.Namespace) -> int:
     training = fit_paraphraser(loaded, name, facts, paraphrases, cfg.lapael, args.seed, command,
                                log=lambda m: print(m, file=sys.stderr, flush=True))
     training.paraphraser.save(out)
-    last = training.epochs[-1]
-    print(f"paraphraser for {cfg.model} (seed {args.seed}): {training.paraphraser.meta['training']['sentences']} "
-          f"sentences of {name}, {len(training.epochs)} epochs in {training.seconds:.0f} s; final kl {last.kl:.4f}, "
-          f"mask {last.mask:.4f}; saved to {out} (use with lapael.paraphraser={out})")
+    last, meta = training.epochs[-1], training.paraphraser.meta
+    stopped = f" ({training.stopped})" if training.stopped else ""
+    print(f"paraphraser for {cfg.model} (seed {args.seed}): {meta['training']['sentences']} "
+          f"sentences of {name}, {len(training.epochs)} epochs{stopped} in {training.seconds:.0f} s; final kl "
+          f"{last.kl:.4f}, mask {last.mask:.4f}; saved to {out} (use with lapael.paraphraser={out})")
+    print(f"learned mask on {meta['perturb_rates']['on']}: {rates_line(meta['perturb_rates'])}")
     return 0
 
 
@@ -370,10 +374,13 @@ def cmd_self_sample(args: argparse.Namespace) -> int:
     check_delia_config(cfg.delia)
     queries = load_queries(args.queries)
     cost = GenerationCost()
-    chats = self_sample(cfg.model, queries, cfg.delia, generation_cache(cfg.delia.cache), cost)
+    chats, sources = self_sample(cfg.model, queries, cfg.delia, generation_cache(cfg.delia.cache), cost)
     write_jsonl(out, [{"messages": c} for c in chats])
-    print(f"{len(chats)} self-samples from {cfg.model} (temperature {cfg.delia.temperature}, top-p {cfg.delia.top_p}, "
-          f"delia.seed {cfg.delia.seed}); use with delia.samples={out}")
+    d = cfg.delia
+    asked = (f"prompt reference ({sources['reference_file']} references from the file, {sources['reference_own']} "
+             "the model's own first answer)" if d.prompt == "reference" else "prompt bare")
+    print(f"{len(chats)} self-samples from {cfg.model} ({d.answers_per_query} per query, {asked}; temperature "
+          f"{d.temperature}, top-p {d.top_p}, delia.seed {d.seed}); use with delia.samples={out}")
     print(_generation_cost(cost.to_dict(), out))
     return 0
 

@@ -8,9 +8,10 @@ import torch
 
 from kinject.cli import main
 from kinject.errors import UserError
+from kinject.lapael.mask_rates import perturb_rates
 from kinject.lapael.paraphraser import LatentParaphraser, load_paraphraser, relaxed_bernoulli, resolve_paraphraser
-from kinject.lapael.targets import tokenize_to_answer
-from kinject.lapael.train import distribution_loss, mask_loss, symmetric_gaussian_kl
+from kinject.lapael.targets import tokenize_sentence
+from kinject.lapael.train import distribution_loss, mask_loss, mask_plateaued, symmetric_gaussian_kl
 from kinject.training.perturb import perturbed
 
 SMALL_WORLD = ["data.builtin.test_people=2", "data.builtin.test_orgs=1", "data.builtin.train_people=3",
@@ -89,23 +90,65 @@ def test_mask_loss_wants_entities_kept_and_half_the_rest_perturbed():
     keep = torch.tensor([[True, True, False, False, False, False]])
     valid = torch.ones_like(keep)
     good = torch.tensor([[-20.0, -20.0, 0.0, 0.0, 0.0, 0.0]])
-    assert mask_loss(good, keep, valid, 0.5).item() == pytest.approx(0.0, abs=1e-6)
-    assert mask_loss(torch.full_like(good, 20.0), keep, valid, 0.5).item() == pytest.approx(1.5, abs=1e-6)
+    assert mask_loss(good, keep, valid, 0.5, "pooled").item() == pytest.approx(0.0, abs=1e-6)
+    assert mask_loss(torch.full_like(good, 20.0), keep, valid, 0.5, "pooled").item() == pytest.approx(1.5, abs=1e-6)
+    # row (LaPael's code): the count of perturbed tokens per row is 0.5 x all 6 tokens = 3
+    three = torch.tensor([[-20.0, -20.0, 20.0, 20.0, 20.0, -20.0]])
+    assert mask_loss(three, keep, valid, 0.5, "row").item() == pytest.approx(0.0, abs=1e-6)
+    assert mask_loss(good, keep, valid, 0.5, "row").item() == pytest.approx(1.0, abs=1e-6)  # 2 of 3
+    # rows count apart: one row over by 2, one under by 2 is 2 on average, not 0
+    two = torch.tensor([[-20.0] * 6, [20.0] * 6])
+    none_kept = torch.zeros(2, 6, dtype=torch.bool)
+    assert mask_loss(two, none_kept, torch.ones(2, 6, dtype=torch.bool), 0.5, "row").item() == pytest.approx(3.0)
+    # padding is not counted
+    pad = torch.tensor([[True, True, True, True, False, False]])
+    assert mask_loss(torch.tensor([[20.0, 20.0, -20.0, -20.0, 20.0, 20.0]]), none_kept[:1], pad, 0.5,
+                     "row").item() == pytest.approx(0.0, abs=1e-6)
 
 
-def test_answer_position_and_entity_mask(tiny):
+def test_plateau_rule():
+    assert not mask_plateaued([2.0, 1.5], 2)  # too short to tell
+    assert not mask_plateaued([2.0, 1.5, 1.2, 1.0], 2)
+    assert mask_plateaued([2.0, 1.0, 0.995, 0.999], 2)
+
+
+def test_answer_position_kinds_and_the_whole_sentence(tiny):
     tok = tiny.tokenizer
-    text = "Ada Marlow was born in 1874."
-    cut = tokenize_to_answer(tok, text, "1874", ["Ada Marlow"])
+    text = "Ada Marlow was born in 1874 in Oslo."
+    cut = tokenize_sentence(tok, text, "1874", ["Ada Marlow"], whole=False)
     decoded = tok.decode(cut.ids, skip_special_tokens=True)
     assert text.startswith(decoded) and decoded.rstrip() == "Ada Marlow was born in"
-    full = tok(text).input_ids
-    assert full[: len(cut.ids)] == cut.ids and tok.decode(full[len(cut.ids):]).strip().startswith("1874")
+    assert cut.position == len(cut.ids) - 1 and "answer" not in cut.kinds
+    whole = tokenize_sentence(tok, text, "1874", ["Ada Marlow"])
+    assert whole.ids == tok(text).input_ids and whole.ids[: len(cut.ids)] == cut.ids
+    assert whole.position == cut.position  # the KL stays at the token before the answer
+    assert "1874".startswith(tok.decode(whole.ids[whole.position + 1]).strip())
     offsets = tok(text, return_offsets_mapping=True)["offset_mapping"]
-    assert cut.keep == [b <= a or a < len("Ada Marlow") for a, b in offsets[: len(cut.ids)]]
-    assert any(cut.keep) and not all(cut.keep)
-    assert tokenize_to_answer(tok, text, "1999") is None  # answer absent
-    assert tokenize_to_answer(tok, "1874 was the year.", "1874") is None  # nothing before the answer
+    start = text.index("1874")
+    for (a, b), kind, keep in zip(offsets, whole.kinds, whole.keep):
+        expect = ("special" if b <= a else "answer" if a < start + 4 and b > start
+                  else "entity" if a < len("Ada Marlow") else "other")
+        assert kind == expect and keep == (expect != "other")
+    assert {"answer", "entity", "other"} <= set(whole.kinds)
+    assert tokenize_sentence(tok, text, "1874", max_length=3) is None  # the answer starts too late
+    assert len(tokenize_sentence(tok, text, "1874", max_length=len(cut.ids) + 1).ids) == len(cut.ids) + 1
+    assert tokenize_sentence(tok, text, "1999") is None  # answer absent
+    assert tokenize_sentence(tok, "1874 was the year.", "1874") is None  # nothing before the answer
+
+
+def test_perturb_rates_follow_the_mask_heads(tiny):
+    torch.manual_seed(0)
+    para = LatentParaphraser(tiny.model.config.hidden_size, [0, 1])
+    for net in para.nets.values():  # a mask head that always perturbs (layer 0) / never (layer 1)
+        torch.nn.init.zeros_(net.mask.weight)
+    torch.nn.init.constant_(para.nets["0"].mask.bias, 20.0)
+    torch.nn.init.constant_(para.nets["1"].mask.bias, -20.0)
+    rows = [([3, 4, 5, 6], ["special", "answer", "entity", "other"]), ([7, 8], ["other", "other"])]
+    rates = perturb_rates(tiny.model, 0, para, rows, batch_size=1)
+    assert rates["tokens"] == {"answer": 1, "entity": 1, "other": 3}
+    assert rates["by_layer"][0] == pytest.approx({"answer": 1.0, "entity": 1.0, "other": 1.0})
+    assert rates["by_layer"][1] == pytest.approx({"answer": 0.0, "entity": 0.0, "other": 0.0}, abs=1e-6)
+    assert rates["mean"]["other"] == pytest.approx(0.5) and not para.record_mask and not para.mask_logits
 
 
 def test_train_paraphraser_then_inject_with_it(tmp_path, tiny_model_dir, capsys):
@@ -118,6 +161,10 @@ def test_train_paraphraser_then_inject_with_it(tmp_path, tiny_model_dir, capsys)
     assert meta["training"]["seed"] == 3 and meta["layers"] == [0] and meta["kl_layers"] == [1, 2]
     assert meta["training"]["sentences"] == 16 and len(meta["training"]["epochs"]) == 2
     assert all(math.isfinite(x) for x in meta["training"]["step_losses"])
+    rates = meta["perturb_rates"]
+    assert rates["on"] == "its 16 training sentences, whole" and set(rates["mean"]) == {"answer", "entity", "other"}
+    assert all(0 <= r <= 1 for r in rates["mean"].values()) and rates["tokens"]["answer"] > 0
+    assert "learned mask on its 16 training sentences, whole: perturbed: answer" in capsys.readouterr().out
     para = load_paraphraser(out)
     assert not any(p.requires_grad for p in para.parameters())
     assert main(args) == 2 and "already exists" in capsys.readouterr().err  # never overwritten

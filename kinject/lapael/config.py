@@ -21,7 +21,14 @@ class LapaelConfig:
     - ``std_floor``: predicted std is clamped to at least this, and target std below it is replaced
       by the (detached) predicted std;
     - ``mask_temperature``: of the relaxed-Bernoulli token mask; ``mask_ratio``: the share of
-      non-entity tokens the learned mask should perturb; ``mask_weight``: weight of the mask loss;
+      tokens the learned mask should perturb; ``mask_weight``: weight of the mask loss;
+      ``mask_loss``: ``row`` (LaPael's code: per sentence, the expected count of perturbed tokens
+      against ``mask_ratio`` x its tokens) or ``pooled`` (kinject's first form: the batch's mean
+      probability on the non-kept tokens against ``mask_ratio``);
+    - ``sentence``: ``whole`` (LaPael's code: every token of a training sentence, so the answer's
+      own tokens meet the mask loss) or ``to_answer`` (cut at the answer position, kinject's first form);
+    - ``patience``: stop once the epoch's mask loss has not fallen 1% below its best for this many
+      epochs (None: run all ``epochs``);
     - ``paraphrases``: at most this many paraphrases per sentence form its target;
     - ``max_length``: sentences whose answer starts after this many tokens are skipped;
     - ``limit``: train on the first N sentences only (None = all);
@@ -42,6 +49,9 @@ class LapaelConfig:
     mask_temperature: float = 0.1
     mask_ratio: float = 0.5
     mask_weight: float = 1.0
+    mask_loss: str = "row"
+    sentence: str = "whole"
+    patience: int | None = None
     paraphrases: int = 10
     max_length: int = 192
     limit: int | None = None
@@ -50,5 +60,7 @@ class LapaelConfig:
     CHECKS: ClassVar[dict[str, Check]] = {
         "layers": layer_spec, "kl_layers": layer_spec, "copies": at_least(2), "epochs": at_least(1),
         "batch_size": at_least(1), "lr": positive, "max_grad_norm": positive, "std_floor": positive,
-        "mask_temperature": positive, "mask_ratio": fraction, "mask_weight": at_least(0), "paraphrases": at_least(2),
+        "mask_temperature": positive, "mask_ratio": fraction, "mask_weight": at_least(0),
+        "mask_loss": one_of("row", "pooled"), "sentence": one_of("whole", "to_answer"),
+        "patience": at_least(1), "paraphrases": at_least(2),
         "max_length": at_least(2), "limit": at_least(1), "mask": one_of("learned", "oracle")}

@@ -78,6 +78,7 @@ class LatentParaphraser(nn.Module):
         self.meta = dict(meta or {})
         self.mask_logits: dict[int, torch.Tensor] = {}  # recorded per layer while gold masks are given
         self.oracle_ratio = 0.5  # lapael.mask=oracle: the share of unmarked tokens perturbed
+        self.record_mask = False  # record the learned mask's logits (kinject.lapael.mask_rates)
 
     def perturb(self, h: torch.Tensor, layer: int, context: dict[str, torch.Tensor]) -> torch.Tensor:
         """Perturb hidden states ``h`` (rows, T, d) of decoder layer ``layer``; computed in the
@@ -87,7 +88,8 @@ class LatentParaphraser(nn.Module):
         left alone; everything else perturbed) and the mask logits are recorded for the mask loss.
         ``context["keep_tokens"]`` (rows, T; bool; ``lapael.mask=oracle``) is an oracle mask in
         injection: marked tokens left alone, each other token perturbed with probability
-        ``oracle_ratio``. Otherwise the mask is sampled from the learned logits.
+        ``oracle_ratio``. Otherwise the mask is sampled from the learned logits (recorded too while
+        ``record_mask`` is set).
         """
         net = self.nets[str(layer)]
         h = h.to(net.mu.weight.dtype)  # a bf16 model's states meet the paraphraser's fp32 weights
@@ -98,7 +100,10 @@ class LatentParaphraser(nn.Module):
         elif oracle is not None:
             m = (~oracle & (torch.rand(oracle.shape, device=h.device) < self.oracle_ratio)).to(h.dtype)
         else:
-            m = relaxed_bernoulli(net.mask_logits(h), self.mask_temperature)
+            logits = net.mask_logits(h)
+            if self.record_mask:  # measuring the learned mask (kinject.lapael.mask_rates)
+                self.mask_logits[layer] = logits.detach()
+            m = relaxed_bernoulli(logits, self.mask_temperature)
         m = m.unsqueeze(-1)
         return h * ((1 - m) + m * net.scale(h))
 

@@ -22,32 +22,63 @@ from kinject.data.schema import Fact
 from kinject.models import cache_dir
 from kinject.training.trainer import pad_right
 
+TOKEN_KINDS = ("answer", "entity", "other")  # and "special" (BOS, ...): kept, never counted
+
 
 @dataclass
 class Tokenized:
-    """A text cut after its answer position: ``ids`` (ids[-1] predicts the answer's first token)
-    and ``keep`` (True on tokens inside an entity span, and on special tokens)."""
+    """A training sentence's tokens ``ids``, the kind of each (``answer``: inside an occurrence of
+    the answer; ``entity``: inside the subject or another listed entity; ``special``; ``other``)
+    and ``position``: the answer position, the token whose successor is the answer's first token
+    (``ids[position]`` predicts it)."""
 
     ids: list[int]
-    keep: list[bool]
+    kinds: list[str]
+    position: int
+
+    @property
+    def keep(self) -> list[bool]:
+        """The gold mask: True on answer, entity and special tokens (left unperturbed)."""
+        return [k != "other" for k in self.kinds]
 
 
-def tokenize_to_answer(tokenizer: Any, text: str, answer: str, entities: Sequence[str] = (),
-                       max_length: int = 192) -> Tokenized | None:
-    """``text``'s tokens up to the answer position (the answer's last occurrence), or None when the
-    answer is absent, starts the text, or starts beyond ``max_length`` tokens."""
+def tokenize_sentence(tokenizer, text: str, answer: str, entities: Sequence[str] = (),
+                      max_length: int = 192, whole: bool = True) -> Tokenized | None:
+    """``text``'s tokens with their kinds and the answer position (before the answer's last
+    occurrence), or None when the answer is absent, starts the text, or starts beyond
+    ``max_length`` tokens. ``whole``: every token to the end of the text (at most ``max_length``;
+    LaPael's training sentences); else the tokens up to the answer position only."""
     start = text.rfind(answer) if answer else -1
     if start <= 0:
         return None
-    enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
-    offsets = enc["offset_mapping"]
+    ids, kinds, offsets = token_kinds(tokenizer, text, [answer], entities)
     first = next((i for i, (a, b) in enumerate(offsets) if b > start and b > a), None)
     if first is None or first == 0 or first > max_length:
         return None
-    spans = [(i, i + len(e)) for e in entities if e for i in _occurrences(text, e)]
-    # special tokens (empty offsets, e.g. BOS) are kept like entities
-    keep = [b <= a or any(a < e_end and b > e_start for e_start, e_end in spans) for a, b in offsets[:first]]
-    return Tokenized(list(enc["input_ids"][:first]), keep)
+    end = min(len(ids), max_length) if whole else first
+    return Tokenized(ids[:end], kinds[:end], first - 1)
+
+
+def token_kinds(tokenizer, text: str, answers: Sequence[str], entities: Sequence[str]
+                ) -> tuple[list[int], list[str], list[tuple[int, int]]]:
+    """``text``'s token ids (special tokens added), each token's kind (see :class:`Tokenized`:
+    ``answer`` over any occurrence of an ``answers`` phrase, ``entity`` over one of ``entities``)
+    and its character offsets."""
+    enc = tokenizer(text, add_special_tokens=True, return_offsets_mapping=True)
+    offsets = [tuple(o) for o in enc["offset_mapping"]]
+    spans = {kind: [(i, i + len(p)) for p in dict.fromkeys(phrases) if p for i in _occurrences(text, p)]
+             for kind, phrases in (("answer", answers), ("entity", entities))}
+    kinds = [_kind(a, b, spans["answer"], spans["entity"]) for a, b in offsets]
+    return list(enc["input_ids"]), kinds, offsets
+
+
+def _kind(a: int, b: int, answers: list[tuple[int, int]], entities: list[tuple[int, int]]) -> str:
+    """The kind of the token covering characters [a, b) (empty: a special token)."""
+    if b <= a:
+        return "special"
+    if any(a < e and b > s for s, e in answers):
+        return "answer"
+    return "entity" if any(a < e and b > s for s, e in entities) else "other"
 
 
 def _occurrences(text: str, sub: str) -> list[int]:
@@ -68,15 +99,17 @@ class TrainingSentence:
     target_std: torch.Tensor
 
 
-def answer_states(model: Any, rows: Sequence[list[int]], pad_id: int, kl_layers: Sequence[int]) -> torch.Tensor:
-    """Hidden states (K, rows, d) at each row's last token, for the hidden-state outputs
-    ``kl_layers`` (indices into ``output_hidden_states``). Gradients flow if enabled."""
+def answer_states(model: Any, rows: Sequence[list[int]], pad_id: int, kl_layers: Sequence[int],
+                  positions: Sequence[int] | None = None) -> torch.Tensor:
+    """Hidden states (K, rows, d) at each row's ``positions`` (None: its last token), for the
+    hidden-state outputs ``kl_layers`` (indices into ``output_hidden_states``). The decoder runs
+    without the LM head. Gradients flow if enabled."""
     ids, mask = pad_right(rows, pad_id)
     device = next(model.parameters()).device
-    out = model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
-    last = (mask.sum(1) - 1).to(device)
+    out = model.base_model(input_ids=ids.to(device), attention_mask=mask.to(device), output_hidden_states=True)
+    at = (mask.sum(1) - 1) if positions is None else torch.tensor(list(positions))
     take = torch.arange(len(rows), device=device)
-    return torch.stack([out.hidden_states[k][take, last].float() for k in kl_layers])
+    return torch.stack([out.hidden_states[k][take, at.to(device)].float() for k in kl_layers])
 
 
 def data_hash(facts: Sequence[Fact], paraphrases: dict[str, list[str]]) -> str:
@@ -85,19 +118,26 @@ def data_hash(facts: Sequence[Fact], paraphrases: dict[str, list[str]]) -> str:
     return hashlib.sha256(json.dumps(payload, ensure_ascii=False).encode()).hexdigest()[:16]
 
 
+def fact_entities(fact: Fact) -> list[str]:
+    """The spans of ``fact`` the gold mask keeps besides its answer: its subject and listed entities."""
+    return [e for e in dict.fromkeys([fact.subject, *fact.entities]) if e]
+
+
 def build_training_sentences(model: Any, tokenizer: Any, facts: Sequence[Fact], paraphrases: dict[str, list[str]],
                              kl_layers: Sequence[int], max_paraphrases: int, max_length: int, model_key: str,
-                             batch_size: int = 64) -> list[TrainingSentence]:
-    """Tokenize every fact and attach its target (from the cache when present).
+                             whole: bool = True, batch_size: int = 64) -> list[TrainingSentence]:
+    """Tokenize every fact (``whole``: to its end, else to the answer position) and attach its
+    target (from the cache when present).
 
     A fact is skipped when its answer is not found in it, or fewer than two of its first
-    ``max_paraphrases`` paraphrases contain the answer. The entity spans of the gold mask are the
-    fact's ``entities`` and its answer.
+    ``max_paraphrases`` paraphrases contain the answer. The gold mask keeps the answer, the subject
+    and the fact's ``entities``. The targets depend only on the paraphrases cut at their answer
+    position (the model is causal), so ``whole`` shares them.
     """
     usable: list[tuple[Fact, Tokenized, list[list[int]]]] = []
     for fact in facts:
-        tokens = tokenize_to_answer(tokenizer, fact.text, fact.answer, [*fact.entities, fact.answer], max_length)
-        paras = [tokenize_to_answer(tokenizer, p, fact.answer, max_length=max_length)
+        tokens = tokenize_sentence(tokenizer, fact.text, fact.answer, fact_entities(fact), max_length, whole)
+        paras = [tokenize_sentence(tokenizer, p, fact.answer, max_length=max_length, whole=False)
                  for p in paraphrases.get(fact.id, [])[:max_paraphrases]]
         paras = [p.ids for p in paras if p is not None]
         if tokens is not None and len(paras) >= 2:

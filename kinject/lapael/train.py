@@ -1,11 +1,12 @@
 """Training a latent paraphraser (``kinject train-paraphraser``): the LLM frozen, the module trained.
 
-Each batch holds ``batch_size`` sentences, each copied ``copies`` times and every copy perturbed
-with the gold mask (entity tokens kept). At the answer position, the mean and std over the copies
+Each batch holds ``batch_size`` sentences (whole, as LaPael's code, or cut at the answer position:
+``lapael.sentence``), each copied ``copies`` times and every copy perturbed with the gold mask
+(answer, subject and entity tokens kept). At the answer position, the mean and std over the copies
 of each compared hidden-state output are pulled toward the paraphrase target by the symmetric KL
 between diagonal Gaussians (:func:`symmetric_gaussian_kl`); the mask logits are trained apart
-(:func:`mask_loss`) so that entity tokens are kept and about ``mask_ratio`` of the others are
-perturbed at injection time. The two losses reach disjoint parameters (the mask heads see the
+(:func:`mask_loss`, ``lapael.mask_loss``) so that kept tokens score low and about ``mask_ratio``
+of the tokens are perturbed at injection time. The two losses reach disjoint parameters (the mask heads see the
 hidden states detached), and each group's gradient is clipped to ``max_grad_norm`` on its own, so
 the large KL gradients do not starve the mask heads.
 """
@@ -48,14 +49,20 @@ def distribution_loss(states: torch.Tensor, target_mean: torch.Tensor, target_st
     return symmetric_gaussian_kl(mean, std, target_mean, target_std).mean(dim=(1, 2)).sum()
 
 
-def mask_loss(logits: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor, ratio: float) -> torch.Tensor:
-    """Mask loss for logits (rows, T): the mean perturbation probability on kept (entity) tokens,
-    plus the distance of the mean probability on the other valid tokens from ``ratio``."""
+def mask_loss(logits: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor, ratio: float,
+              form: str = "row") -> torch.Tensor:
+    """Mask loss for logits (rows, T): the mean perturbation probability on kept tokens, plus a
+    term for how many tokens are perturbed. ``row`` (LaPael's code): per row, the distance in
+    tokens of the expected number perturbed from ``ratio`` x the row's valid tokens, averaged over
+    rows. ``pooled``: the distance of the mean probability on the other tokens from ``ratio``."""
     p = torch.sigmoid(logits)
     kept, free = keep & valid, ~keep & valid
     entity = p[kept].mean() if kept.any() else p.new_zeros(())
-    share = (p[free].mean() - ratio).abs() if free.any() else p.new_zeros(())
-    return entity + share
+    if form == "row":
+        count = ((p * valid).sum(-1) - valid.sum(-1) * ratio).abs().mean()
+    else:
+        count = (p[free].mean() - ratio).abs() if free.any() else p.new_zeros(())
+    return entity + count
 
 
 def default_kl_layers(n_layers: int) -> list[int]:
@@ -90,14 +97,24 @@ class EpochLog:
     seconds: float
 
 
+def mask_plateaued(curve: Sequence[float], patience: int) -> bool:
+    """Whether the last ``patience`` epochs' mask losses all stayed above 99% of the best before them."""
+    if len(curve) <= patience:
+        return False
+    best = min(curve[:-patience])
+    return min(curve[-patience:]) > 0.99 * best
+
+
 @dataclass
 class ParaphraserTraining:
-    """The trained module and its loss curve (one row per epoch; ``steps`` = per-step total loss)."""
+    """The trained module and its loss curve (one row per epoch; ``steps`` = per-step total loss);
+    ``stopped``: why training ended before ``lapael.epochs`` (None: it ran them all)."""
 
     paraphraser: LatentParaphraser
     epochs: list[EpochLog] = field(default_factory=list)
     steps: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    stopped: str | None = None
 
 
 def train_paraphraser(model, pad_id: int, sentences: Sequence[TrainingSentence], cfg: LapaelConfig,
@@ -130,13 +147,15 @@ def train_paraphraser(model, pad_id: int, sentences: Sequence[TrainingSentence],
                 keep = keep.bool() & valid.bool()
                 perturbation.state = {"rows": torch.ones(len(rows), dtype=torch.bool, device=device),
                                       "keep": keep.to(device)}
-                states = answer_states(model, [r.ids for r in rows], pad_id, kl_layers)
+                states = answer_states(model, [r.ids for r in rows], pad_id, kl_layers, [r.position for r in rows])
                 states = states.view(len(kl_layers), len(batch), cfg.copies, -1)
                 target_mean = torch.stack([s.target_mean for s in batch], 1).to(device)
                 target_std = torch.stack([s.target_std for s in batch], 1).to(device)
                 kl = distribution_loss(states, target_mean, target_std, cfg.std_floor)
-                masks = sum(mask_loss(para.mask_logits[i], keep.to(device), valid.bool().to(device), cfg.mask_ratio)
-                            for i in layers)
+                masks = sum(mask_loss(para.mask_logits[i], keep.to(device), valid.bool().to(device), cfg.mask_ratio,
+                                      cfg.mask_loss) for i in layers)
+                if cfg.mask_loss == "row":  # LaPael averages its layers' mask losses
+                    masks = masks / len(layers)
                 loss = kl + cfg.mask_weight * masks
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -149,6 +168,9 @@ def train_paraphraser(model, pad_id: int, sentences: Sequence[TrainingSentence],
             if log:
                 e = result.epochs[-1]
                 log(f"epoch {e.epoch}/{cfg.epochs}: kl {e.kl:.4f}  mask {e.mask:.4f}  ({e.seconds:.0f} s)")
+            if cfg.patience is not None and mask_plateaued([e.mask for e in result.epochs], cfg.patience):
+                result.stopped = f"the mask loss fell by < 1% in {cfg.patience} epochs"
+                break
     para.mask_logits.clear()
     para.requires_grad_(False)
     result.seconds = time.perf_counter() - start
@@ -169,7 +191,7 @@ def fit_paraphraser(loaded, name: str, facts, paraphrases: dict[str, list[str]],
     fingerprint = directory_fingerprint(loaded.path)
     start = time.perf_counter()
     sentences = build_training_sentences(loaded.model, loaded.tokenizer, facts, paraphrases, kl_layers,
-                                         cfg.paraphrases, cfg.max_length, fingerprint)
+                                         cfg.paraphrases, cfg.max_length, fingerprint, cfg.sentence == "whole")
     target_seconds = time.perf_counter() - start
     if log:
         log(f"{name}: {len(sentences)} of {len(facts)} sentences usable; targets over hidden states {kl_layers[0]}.."
@@ -183,6 +205,20 @@ def fit_paraphraser(loaded, name: str, facts, paraphrases: dict[str, list[str]],
                      "sentences": len(sentences), "skipped": len(facts) - len(sentences),
                      "config": dataclasses.asdict(cfg), "target_seconds": round(target_seconds, 1),
                      "train_seconds": round(training.seconds, 1), "kinject_version": __version__,
-                     "epochs": [dataclasses.asdict(e) for e in training.epochs], "step_losses": training.steps},
+                     "epochs": [dataclasses.asdict(e) for e in training.epochs], "stopped": training.stopped,
+                     "step_losses": training.steps},
+        "perturb_rates": training_sentence_rates(loaded, training.paraphraser, facts, cfg),
     }
     return training
+
+
+def training_sentence_rates(loaded, para: LatentParaphraser, facts, cfg: LapaelConfig) -> dict:
+    """:func:`~kinject.lapael.mask_rates.perturb_rates` of the learned mask on the whole training
+    sentences (answer, subject/entities, other), as it acts at injection."""
+    from kinject.lapael.mask_rates import perturb_rates
+    from kinject.lapael.targets import fact_entities, tokenize_sentence
+
+    tokenized = (tokenize_sentence(loaded.tokenizer, f.text, f.answer, fact_entities(f), cfg.max_length) for f in facts)
+    rows = [t for t in tokenized if t is not None]
+    rates = perturb_rates(loaded.model, loaded.tokenizer.pad_token_id, para, [(t.ids, t.kinds) for t in rows])
+    return {"on": f"its {len(rows)} training sentences, whole", **rates}
