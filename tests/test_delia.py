@@ -8,7 +8,9 @@ from kinject.cli import main
 from kinject.data.builtin.retention import CANDIDATES_FILE
 from kinject.errors import UserError
 from kinject.evaluation.metrics import tokens
-from kinject.generation.self_sample import DeliaConfig, load_queries, select_self_samples
+from kinject.generation.cache import GenerationCost
+from kinject.generation.generators import LocalGenerator
+from kinject.generation.self_sample import DeliaConfig, Query, load_queries, select_self_samples, self_sample
 from kinject.models import load_model
 from tests.test_bench import TINY_WORLD
 
@@ -20,10 +22,11 @@ def _grams(text: str, n: int = 4) -> set[tuple[str, ...]]:
 
 def test_shipped_queries_are_many_distinct_and_ask_nothing_the_retention_probes_ask():
     queries = load_queries("builtin")
-    assert len(queries) >= 100 and len(set(queries)) == len(queries)
+    assert len(queries) >= 100 and len({q.text for q in queries}) == len(queries)
+    assert all(q.reference is None for q in queries)  # prompt=reference falls back to the model's first answer
     probes = [json.loads(line)["question"] for line in CANDIDATES_FILE.read_text().splitlines()]
     assert len(probes) >= 50
-    shared = [(q, p) for q in queries for p in probes if _grams(q) & _grams(p)]
+    shared = [(q, p) for q in queries for p in probes if _grams(q.text) & _grams(p)]
     assert shared == []
 
 
@@ -39,6 +42,45 @@ def test_self_samples_are_the_models_answers_chat_formatted_and_cached(tiny_chat
     other_seed = select_self_samples(str(tiny_chat_model_dir), loaded, 10, DeliaConfig(ratio=0.5, max_new_tokens=4,
                                                                                        seed=1), tmp_path / "cache")
     assert other_seed.texts != first.texts  # another draw of queries
+
+
+def test_reference_prompt_asks_the_query_again_after_a_reference_answer(tiny_chat_model_dir, tmp_path):
+    loaded = load_model(str(tiny_chat_model_dir))
+    queries = [Query("Write a haiku about rain.", "Soft rain on the roof."), Query("Name a colour.")]
+    seen: list[list[dict]] = []
+    real = LocalGenerator.sample
+
+    def spy(self, requests, n):
+        seen.extend(requests)
+        return real(self, requests, n)
+
+    cfg = DeliaConfig(prompt="reference", answers_per_query=2, max_new_tokens=4)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LocalGenerator, "sample", spy)
+        chats, sources = self_sample(str(tiny_chat_model_dir), queries, cfg, tmp_path / "cache", GenerationCost(),
+                                     loaded)
+    assert sources == {"reference_file": 1, "reference_own": 1}
+    # the query without a reference is first asked bare; its reply becomes its reference
+    assert seen[0] == [{"role": "user", "content": "Name a colour."}]
+    asked = seen[1:]
+    assert [m["role"] for m in asked[0]] == ["system", "user", "assistant", "user"]
+    assert asked[0][1]["content"] == asked[0][3]["content"] == "Write a haiku about rain."
+    assert asked[0][2]["content"] == "Soft rain on the roof." and asked[1][2]["content"] != ""
+    assert len(chats) == 4 and [c[0]["content"] for c in chats] == [q.text for q in queries for _ in range(2)]
+    assert all([m["role"] for m in c] == ["user", "assistant"] for c in chats)  # the reference is not trained on
+
+
+def test_answers_per_query_fill_a_high_ratio(tiny_chat_model_dir, tmp_path):
+    loaded = load_model(str(tiny_chat_model_dir))
+    few = tmp_path / "few.jsonl"
+    few.write_text("".join(json.dumps({"query": f"Say the number {i}."}) + "\n" for i in range(3)))
+    one = select_self_samples(str(tiny_chat_model_dir), loaded, 2, DeliaConfig(queries=str(few), ratio=3,
+                                                                                max_new_tokens=4), None)
+    assert one.info["wanted"] == 6 and one.info["mixed"] == 3  # 3 queries, 1 reply each
+    two = select_self_samples(str(tiny_chat_model_dir), loaded, 2, DeliaConfig(queries=str(few), ratio=3,
+                                                                                max_new_tokens=4,
+                                                                                answers_per_query=2), None)
+    assert two.info["mixed"] == 6 and two.info["answers_per_query"] == 2 and two.info["prompt"] == "bare"
 
 
 def test_self_samples_need_a_chat_template(tiny_model_dir, tmp_path):
