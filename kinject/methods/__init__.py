@@ -1,6 +1,15 @@
 """Injection methods. Importing this package registers every built-in method."""
 
-from kinject.methods import base, delia_mix, finetune, lapael, noise, qa_mix, rag  # noqa: F401  (registration side effects)
+from kinject.methods import (  # noqa: F401  (registration side effects)
+    base,
+    delia_mix,
+    finetune,
+    lapael,
+    noise,
+    oracle,
+    qa_mix,
+    rag,
+)
 from kinject.methods.registry import (
     Injected,
     InjectRequest,

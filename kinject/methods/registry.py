@@ -181,6 +181,10 @@ def get_method(name: str) -> MethodSpec:
     if plus and mod in _MODIFIERS and inner:
         if mod in inner.split("+"):
             raise UserError(f"method {name!r}: modifier '+{mod}' applied twice")
+        context = [m for m in (*inner.split("+"), mod) if m in _MODIFIERS and _MODIFIERS[m].wrap is not None]
+        if len(context) > 1:
+            raise UserError(f"method {name!r}: '+{context[0]}' and '+{context[1]}' each place a context before "
+                            "the question; use one")
         return compose(get_method(inner), _MODIFIERS[mod])
     known = ", ".join(sorted(_REGISTRY))
     mods = ", ".join(f"+{m}" for m in sorted(_MODIFIERS))
