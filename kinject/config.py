@@ -22,6 +22,7 @@ from kinject.data.builtin.world import BuiltinConfig
 from kinject.data.demonstrations import QAConfig
 from kinject.data.jsonl import read_text
 from kinject.data.loaders import SOURCES
+from kinject.distill.config import DistillConfig
 from kinject.errors import UserError
 from kinject.evaluation.runner import EvalConfig
 from kinject.generation.generators import GenerationConfig
@@ -81,6 +82,7 @@ class RunConfig:
     lapael: LapaelConfig = field(default_factory=LapaelConfig)
     qa: QAConfig = field(default_factory=QAConfig)
     delia: DeliaConfig = field(default_factory=DeliaConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     save_models: bool = False

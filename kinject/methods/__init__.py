@@ -3,6 +3,7 @@
 from kinject.methods import (  # noqa: F401  (registration side effects)
     base,
     delia_mix,
+    distill,
     finetune,
     lapael,
     noise,

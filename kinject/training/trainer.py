@@ -242,7 +242,27 @@ class Marked:
         return cls(text, tuple(sorted(spans)))
 
 
-TrainText = str | Completion | Marked
+@dataclass(frozen=True)
+class Distilled:
+    """A student prompt and a teacher's answer, as token ids, with the teacher's next-token
+    distribution at each answer token: ``top_ids`` and ``top_logprobs`` (len(answer_ids) x k, the
+    teacher's k most likely tokens and their log-probabilities). The loss covers the answer tokens
+    only, against those distributions (``loss``: ``forward_kl``, ``reverse_kl``, or ``ce`` on the
+    answer tokens themselves; ``temperature`` softens both sides of a KL); see
+    :mod:`kinject.distill.loss`."""
+
+    prompt_ids: tuple[int, ...]
+    answer_ids: tuple[int, ...]
+    top_ids: tuple[tuple[int, ...], ...]
+    top_logprobs: tuple[tuple[float, ...], ...]
+    loss: str = "forward_kl"
+    temperature: float = 1.0
+
+    def __str__(self) -> str:
+        return f"<distilled: {len(self.prompt_ids)} prompt + {len(self.answer_ids)} answer tokens>"
+
+
+TrainText = str | Completion | Marked | Distilled
 
 
 def training_rows(tokenizer, texts: Sequence[TrainText], max_length: int) -> list[dict[str, list[int]]]:
@@ -260,6 +280,9 @@ def training_rows(tokenizer, texts: Sequence[TrainText], max_length: int) -> lis
             labels = ids
             keep = [int(e > s and any(a < e and s < b for a, b in text.keep)) for s, e in enc["offset_mapping"]]
             keep += [0] * len(eos)
+        elif isinstance(text, Distilled):
+            rows.append(_distilled_row(text, max_length))
+            continue
         elif isinstance(text, Completion):
             prompt = tokenizer(text.prompt, add_special_tokens=True).input_ids
             target = tokenizer(text.completion, add_special_tokens=False).input_ids + eos
@@ -275,6 +298,22 @@ def training_rows(tokenizer, texts: Sequence[TrainText], max_length: int) -> lis
                     row["keep_tokens"] = keep[i: i + max_length]
                 rows.append(row)
     return rows
+
+
+def _distilled_row(text: Distilled, max_length: int) -> dict[str, Any]:
+    """One row: prompt + answer ids (the prompt cut from the left to fit ``max_length``), labels on
+    the answer, and the teacher's top-k ids / log-probabilities at the answer positions (-1 / 0
+    elsewhere); ``distill_form`` codes the loss (see :data:`DISTILL_FORMS`)."""
+    answer = list(text.answer_ids)[:max_length]
+    prompt = list(text.prompt_ids)[max(0, len(text.prompt_ids) - (max_length - len(answer))):]
+    k = len(text.top_ids[0]) if text.top_ids else 1
+    return {"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer,
+            "teacher_ids": [[-1] * k] * len(prompt) + [list(t) for t in text.top_ids[: len(answer)]],
+            "teacher_logprobs": [[0.0] * k] * len(prompt) + [list(t) for t in text.top_logprobs[: len(answer)]],
+            "distill_form": DISTILL_FORMS.index(text.loss), "distill_temperature": text.temperature}
+
+
+DISTILL_FORMS = ("ce", "forward_kl", "reverse_kl")
 
 
 def pad_right(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -308,6 +347,20 @@ class _Collator:
         ids, mask = pad_right([r["input_ids"] for r in rows], self.pad_id)
         labels, _ = pad_right([r.get("labels", r["input_ids"]) for r in rows], -100)
         batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if any("teacher_ids" in r for r in rows):  # Distilled texts: the teacher's top-k per token
+            k = max(len(r["teacher_ids"][0]) for r in rows if "teacher_ids" in r)
+            width = ids.shape[1]
+            top = torch.full((len(rows), width, k), -1, dtype=torch.long)
+            logp = torch.zeros((len(rows), width, k))
+            form = torch.zeros(len(rows), dtype=torch.long)  # rows without a teacher: plain next-token loss
+            temperature = torch.ones(len(rows))
+            for i, r in enumerate(rows):
+                if "teacher_ids" in r:
+                    n = len(r["teacher_ids"])
+                    top[i, :n] = torch.tensor(r["teacher_ids"])
+                    logp[i, :n] = torch.tensor(r["teacher_logprobs"])
+                    form[i], temperature[i] = r["distill_form"], r["distill_temperature"]
+            batch.update(teacher_ids=top, teacher_logprobs=logp, distill_form=form, distill_temperature=temperature)
         if any("keep_tokens" in r for r in rows):  # Marked texts: the oracle token mask
             keep = [r.get("keep_tokens", [0] * len(r["input_ids"])) for r in rows]
             batch["keep_tokens"] = pad_right(keep, 0)[0].bool()
@@ -347,6 +400,14 @@ def _perturbing_trainer(base: type, perturbation: Perturbation | None, cfg: Trai
         def compute_loss(self, model, inputs, *args, **kwargs):
             copy_index = inputs.pop("copy_index", None)
             keep_tokens = inputs.pop("keep_tokens", None)
+            if "teacher_ids" in inputs:  # Distilled rows: the loss against the teacher's distributions
+                from kinject.distill.loss import distillation_loss
+
+                teacher = {k: inputs.pop(k) for k in ("teacher_ids", "teacher_logprobs", "distill_form",
+                                                       "distill_temperature")}
+                labels = inputs.pop("labels")
+                logits = model(**inputs).logits
+                return distillation_loss(logits, labels, **teacher)
             if perturbation is None:
                 return super().compute_loss(model, inputs, *args, **kwargs)
             first = 1 if perturbation.clean_copy else 0

@@ -1,0 +1,47 @@
+"""The distillation loss: the student against the teacher's next-token distributions.
+
+For a batch of rows (some :class:`~kinject.training.trainer.Distilled`, some plain texts), at each
+position whose label is a token to learn:
+
+- ``forward_kl`` (form 1): KL(p_T || p_S) = sum_k p_T(k) [log p_T(k) - log p_S(k)] over the
+  teacher's top-k tokens, p_T renormalised over them, p_S the student's full softmax (so the
+  gradient is that of a soft-label cross-entropy);
+- ``reverse_kl`` (form 2): KL(q_S || p_T) with both renormalised over the teacher's top-k tokens
+  (an approximation: the teacher's mass outside its top k is not stored);
+- ``ce`` (form 0), and every row or position without a teacher: the next-token cross-entropy of
+  the label (the teacher's own answer token, or the document's text).
+
+With ``temperature`` T both sides of a KL are softmax(logits / T) (no T^2 factor). The loss is the
+mean over those positions.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_ids: torch.Tensor,
+                      teacher_logprobs: torch.Tensor, distill_form: torch.Tensor,
+                      distill_temperature: torch.Tensor | None = None) -> torch.Tensor:
+    """``logits`` (B, T, V) predict the next token; ``labels`` (B, T), -100 where no loss;
+    ``teacher_ids`` / ``teacher_logprobs`` (B, T, k) at the label positions (id -1: no teacher);
+    ``distill_form`` (B,): 0 ce, 1 forward_kl, 2 reverse_kl; ``distill_temperature`` (B,): the
+    KL forms compare softmax(logits / T) with the teacher's top k at the same T (default 1).
+    Returns the mean loss (a scalar)."""
+    logits = logits[:, :-1].float()
+    t = torch.ones(len(logits), device=logits.device) if distill_temperature is None else distill_temperature
+    t = t.to(logits.device, torch.float32)[:, None, None]
+    logp = torch.log_softmax(logits, dim=-1)
+    lab = labels[:, 1:].to(logp.device)
+    tid = teacher_ids[:, 1:].to(logp.device)
+    t_logp = torch.log_softmax(teacher_logprobs[:, 1:].to(logp.device).float() / t, dim=-1)  # over the top k
+    valid = lab != -100
+    has_teacher = tid[..., 0] >= 0
+    form = distill_form.to(logp.device)[:, None].expand_as(lab)
+    ce = -logp.gather(-1, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    s_logp = torch.log_softmax(logits / t, dim=-1).gather(-1, tid.clamp(min=0))
+    forward = (t_logp.exp() * (t_logp - s_logp)).sum(-1)
+    s_top = torch.log_softmax(s_logp, dim=-1)
+    reverse = (s_top.exp() * (s_top - t_logp)).sum(-1)
+    per = torch.where(has_teacher & (form == 1), forward, torch.where(has_teacher & (form == 2), reverse, ce))
+    return per[valid].mean()

@@ -1,0 +1,101 @@
+"""The prompts ``distill`` asks about each document (``distill.queries``).
+
+A :class:`DistillPrompt` is a question (asked as the evaluation asks: the corpus's few-shot header,
+then "Question: ...\\nAnswer:") or a continuation prefix (asked bare, as a cloze probe is). The
+teacher reads the document before it; the student sees the prompt alone.
+
+- ``templated``: the built-in benchmark only. Each fact of the document asked in its relation's
+  demonstration wordings (two a relation), which no probe uses: the templated stand-in for
+  generated questions, as the gold paraphrases stand to generated ones. Labelled so in every cell.
+- ``generated``: questions the ``generate:`` LLM writes about the document, with the prompt,
+  parser and checks of ``kinject questions`` (a question, an answer copied from the text, not the
+  answer in the question); ``2 x per_document`` replies asked, the distinct passing questions kept.
+- ``continuation``: each sentence of the document cut after the first half of its words (at
+  least two): the teacher reads the document and continues the prefix.
+
+Prompts are drawn per document in a fixed order (``distill.seed``), at most ``per_document``.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from kinject.data.builtin.templates import RELATIONS, fill
+from kinject.data.schema import Corpus
+from kinject.distill.config import DistillConfig
+from kinject.generation.cache import GenerationCost, cached_sample, generation_cache
+from kinject.generation.generators import GenerationConfig, make_generator
+from kinject.generation.questions import PROMPT, check_pair, parse_reply
+from kinject.retrieval.chunking import chunk_documents
+
+_TEMPLATES = {r.name: r.demonstrations for r in RELATIONS}
+
+
+@dataclass(frozen=True)
+class DistillPrompt:
+    """One prompt about document ``doc_id``: ``kind`` ``question`` or ``continuation``."""
+
+    doc_id: str
+    text: str
+    kind: str
+
+
+def templated_prompts(corpus: Corpus) -> list[DistillPrompt]:
+    """Every fact asked in each demonstration wording of its relation (built-in facts only)."""
+    return [DistillPrompt(f.doc_id, fill(t, f.subject, f.answer), "question")
+            for f in corpus.facts if f.relation in _TEMPLATES for t in _TEMPLATES[f.relation]]
+
+
+def continuation_prompts(corpus: Corpus) -> list[DistillPrompt]:
+    """The first half of the words (at least two) of each sentence with four words or more."""
+    out = []
+    for chunk in chunk_documents(corpus.documents, "sentence"):
+        words = chunk.text.split()
+        if len(words) >= 4:
+            out.append(DistillPrompt(chunk.doc_id, " ".join(words[: max(2, len(words) // 2)]), "continuation"))
+    return out
+
+
+def generated_prompts(corpus: Corpus, per_document: int, gen: GenerationConfig
+                      ) -> tuple[list[DistillPrompt], dict[str, Any]]:
+    """Distinct questions the ``gen`` LLM writes about each document that pass the checks of
+    ``kinject questions`` (2 x ``per_document`` replies asked per document); and the cost."""
+    cost = GenerationCost()
+    requests = [[{"role": "user", "content": PROMPT.format(text=d.text)}] for d in corpus.documents]
+    sampled = cached_sample(make_generator(gen), requests, 2 * per_document, generation_cache(gen.cache), cost)
+    out, dropped = [], 0
+    for doc, s in zip(corpus.documents, sampled):
+        seen: set[str] = set()
+        for reply in s.replies:
+            parsed = parse_reply(reply)
+            if parsed is None or check_pair(parsed[0], parsed[1], doc.text) is not None:
+                dropped += 1
+            elif parsed[0] not in seen:
+                seen.add(parsed[0])
+                out.append(DistillPrompt(doc.id, parsed[0], "question"))
+    return out, {"generator": f"{gen.backend}:{gen.model}", "dropped": dropped, "cost": cost.to_dict()}
+
+
+def build_prompts(corpus: Corpus, cfg: DistillConfig, gen: GenerationConfig
+                  ) -> tuple[list[DistillPrompt], dict[str, Any]]:
+    """At most ``cfg.per_document`` prompts per document from ``cfg.queries``, and what they are."""
+    info: dict[str, Any] = {"queries": cfg.queries}
+    if cfg.queries == "templated":
+        pool = templated_prompts(corpus)
+        info["note"] = "templated from the built-in world's facts (demonstration wordings no probe uses)"
+    elif cfg.queries == "continuation":
+        pool = continuation_prompts(corpus)
+    else:
+        pool, info["generation"] = generated_prompts(corpus, cfg.per_document, gen)
+    by_doc: dict[str, list[DistillPrompt]] = {}
+    for p in pool:
+        by_doc.setdefault(p.doc_id, []).append(p)
+    rng = random.Random(cfg.seed)
+    chosen = []
+    for doc in corpus.documents:
+        mine = by_doc.get(doc.id, [])
+        chosen += rng.sample(mine, min(cfg.per_document, len(mine)))
+    info.update(prompts=len(chosen), documents_with_prompts=sum(1 for d in corpus.documents if by_doc.get(d.id)))
+    return chosen, info

@@ -1,0 +1,157 @@
+"""The teacher's targets: the frozen model, reading the document, answers each prompt.
+
+For each prompt the teacher text is ``context + "\\n" + prompt`` (the context as ``rag`` places
+passages: "Context: ..."; a question behind the corpus's few-shot header, as the evaluation asks)
+and the student text is the prompt alone. The teacher's answer is generated (greedy or sampled,
+at most ``distill.max_new_tokens``, kept up to and including the first newline or EOS); then one
+forward pass over teacher text + answer gives, at every answer token, the teacher's ``top_k``
+most likely next tokens and their log-probabilities. Student prompt ids + the same answer ids,
+with those distributions, make one :class:`~kinject.training.trainer.Distilled` row.
+
+Targets are computed before any training, on the model as loaded, and cached per prompt under
+``$KINJECT_CACHE/distill/`` (JSON, keyed by the model's fingerprint, both texts and the answer
+settings), so a second run, another run seed, or another method asks nothing again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from kinject.data.jsonl import atomic_write_text
+from kinject.distill.config import DistillConfig
+from kinject.evaluation.lm import _newline_ids
+from kinject.training.trainer import Distilled, pad_right
+
+
+@dataclass(frozen=True)
+class TeacherPrompt:
+    """What the teacher reads (``teacher``) and what the student will see (``student``)."""
+
+    teacher: str
+    student: str
+
+
+@dataclass
+class TeacherCost:
+    """Prompts asked, of them found in the cache, tokens the teacher read and wrote, seconds."""
+
+    prompts: int = 0
+    cached: int = 0
+    prompt_tokens: int = 0
+    answer_tokens: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prompts": self.prompts, "cached": self.cached, "prompt_tokens": self.prompt_tokens,
+                "answer_tokens": self.answer_tokens, "seconds": round(self.seconds, 3)}
+
+
+@dataclass
+class TeacherTargets:
+    """One :class:`Distilled` row per prompt (an empty answer gives none) and the teacher's cost."""
+
+    rows: list[Distilled] = field(default_factory=list)
+    cost: TeacherCost = field(default_factory=TeacherCost)
+
+
+def _key(model_key: str, prompt: TeacherPrompt, cfg: DistillConfig) -> str:
+    settings = [cfg.answer, cfg.answer_temperature if cfg.answer == "sample" else None, cfg.max_new_tokens, cfg.top_k,
+                cfg.seed if cfg.answer == "sample" else None]
+    payload = json.dumps([model_key, prompt.teacher, prompt.student, settings], ensure_ascii=False)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _cut(ids: list[int], stops: frozenset[int]) -> list[int]:
+    """``ids`` up to and including the first stop token."""
+    for i, t in enumerate(ids):
+        if t in stops:
+            return ids[: i + 1]
+    return ids
+
+
+def _answers(model, tokenizer, prompts: list[list[int]], cfg: DistillConfig, seed: int) -> list[list[int]]:
+    """The teacher's answer ids after each prompt (left-padded batch), cut after a newline or EOS."""
+    device = next(model.parameters()).device
+    width = max(len(p) for p in prompts)
+    pad = tokenizer.pad_token_id
+    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    sample = cfg.answer == "sample"
+    if sample:
+        torch.manual_seed(seed)
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
+                         temperature=cfg.answer_temperature if sample else None, top_p=None, top_k=None,
+                         pad_token_id=pad)
+    stops = _newline_ids(tokenizer) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+    return [_cut(row[width:].tolist(), frozenset(stops)) for row in out]
+
+
+def _top_k(model, prompts: list[list[int]], answers: list[list[int]], k: int, pad_id: int
+           ) -> list[tuple[list[list[int]], list[list[float]]]]:
+    """At each answer token: the teacher's k most likely next tokens and their log-probabilities."""
+    device = next(model.parameters()).device
+    ids, mask = pad_right([p + a for p, a in zip(prompts, answers)], pad_id)
+    logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+    out = []
+    for i, (p, a) in enumerate(zip(prompts, answers)):
+        logp = torch.log_softmax(logits[i, len(p) - 1: len(p) - 1 + len(a)].float(), dim=-1)
+        top = logp.topk(k, dim=-1)
+        out.append((top.indices.tolist(), [[round(x, 4) for x in row] for row in top.values.tolist()]))
+    return out
+
+
+def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: DistillConfig, model_key: str,
+                    cache: Path | None, progress: bool = True) -> TeacherTargets:
+    """The teacher's answers and top-k distributions for ``prompts`` (cached per prompt), as
+    :class:`Distilled` rows in prompt order."""
+    result = TeacherTargets()
+    keys = [_key(model_key, p, cfg) for p in prompts]
+    found: dict[str, dict[str, Any]] = {}
+    if cache is not None:
+        for k in keys:
+            f = cache / k[:2] / f"{k}.json"
+            if f.is_file():
+                found[k] = json.loads(f.read_text())
+    missing = list(dict.fromkeys(k for k in keys if k not in found))
+    index = {k: i for i, k in enumerate(keys)}
+    was_training = model.training
+    model.eval()
+    steps = range(0, len(missing), cfg.batch_size)
+    with torch.inference_mode():
+        for lo in tqdm(steps, desc="teacher", disable=not progress or len(steps) < 2, leave=False):
+            batch = missing[lo: lo + cfg.batch_size]
+            start = time.perf_counter()
+            t_ids = [tokenizer(prompts[index[k]].teacher, add_special_tokens=True).input_ids for k in batch]
+            answers = _answers(model, tokenizer, t_ids, cfg, cfg.seed + lo)
+            scored = _top_k(model, t_ids, answers, cfg.top_k, tokenizer.pad_token_id)
+            share = (time.perf_counter() - start) / len(batch)
+            for k, p, a, (top, logp) in zip(batch, t_ids, answers, scored):
+                found[k] = {"answer_ids": a, "top_ids": top, "top_logprobs": logp, "prompt_tokens": len(p),
+                            "seconds": share}
+                if cache is not None:
+                    atomic_write_text(cache / k[:2] / f"{k}.json", json.dumps(found[k]))
+    model.train(was_training)
+    cost = result.cost
+    cost.prompts, cost.cached = len(prompts), len(prompts) - len(missing)
+    for k in dict.fromkeys(keys):
+        cost.prompt_tokens += found[k]["prompt_tokens"]
+        cost.answer_tokens += len(found[k]["answer_ids"])
+        cost.seconds += found[k]["seconds"] if k in missing else 0.0
+    for p, k in zip(prompts, keys):
+        t = found[k]
+        if t["answer_ids"]:
+            student = tokenizer(p.student, add_special_tokens=True).input_ids
+            result.rows.append(Distilled(tuple(student), tuple(t["answer_ids"]),
+                                         tuple(tuple(r) for r in t["top_ids"]),
+                                         tuple(tuple(r) for r in t["top_logprobs"]), cfg.loss,
+                                         cfg.kl_temperature))
+    return result

@@ -1,0 +1,87 @@
+"""``distill``: context distillation. The model reads each document and answers prompts about it;
+the same model, without the document, is trained on those answers' token distributions.
+
+The prompts come from ``distill.queries`` (:mod:`kinject.distill.prompts`); the teacher is the
+model as loaded, before any training, with the document (or its retrieved passages) in its
+context (:mod:`kinject.distill.teacher`); the student is trained with the ``train`` section (full,
+LoRA or a subset) on the :class:`~kinject.training.trainer.Distilled` rows, with the documents'
+own text mixed in when ``distill.documents`` is set, for ``distill.epochs`` passes
+(:mod:`kinject.distill.loss`). Composes like any training method: ``distill+rag``,
+``distill+qa``, ``distill+delia``.
+"""
+
+from __future__ import annotations
+
+from kinject.artifacts import directory_fingerprint
+from kinject.checks import check_section
+from kinject.config import RunConfig
+from kinject.data.schema import Corpus
+from kinject.distill.prompts import DistillPrompt, build_prompts, templated_prompts
+from kinject.distill.teacher import TeacherPrompt, teacher_targets
+from kinject.errors import UserError
+from kinject.evaluation.runner import qa_header
+from kinject.methods.finetune import document_texts, finetune
+from kinject.methods.registry import Injected, InjectRequest, register_method
+from kinject.models import cache_dir
+
+
+def check_distill(corpus: Corpus, cfg: RunConfig) -> None:
+    """The ``distill`` settings; templated prompts need the built-in world's facts."""
+    from kinject.retrieval.retriever import check_retrieval_config
+
+    check_section(cfg.distill, "distill")
+    if cfg.distill.queries == "templated" and not templated_prompts(corpus):
+        raise UserError(f"distill.queries=templated: corpus {corpus.name!r} has no built-in facts to template "
+                        "questions from (templated prompts are the built-in benchmark's); use generated or "
+                        "continuation")
+    if cfg.distill.context == "retrieved":
+        check_retrieval_config(cfg.retrieval)
+    if cfg.train.packing:
+        raise UserError("train.packing: distill's rows carry the teacher's distributions per token of a padded "
+                        "batch; set train.packing=false")
+
+
+def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[list[TeacherPrompt], float]:
+    """Each prompt as the teacher reads it (its context first) and as the student sees it; and the
+    seconds spent indexing (``distill.context=retrieved``)."""
+    corpus, cfg = req.corpus, req.cfg
+    header = qa_header(corpus.instruction, corpus.fewshot)
+    asked = [header + f"Question: {p.text}\nAnswer:" if p.kind == "question" else p.text for p in prompts]
+    seconds = 0.0
+    if cfg.distill.context == "document":
+        texts = {d.id: d.text for d in corpus.documents}
+        contexts = ["Context: " + texts[p.doc_id] for p in prompts]
+    else:
+        from kinject.retrieval.retriever import format_passages, open_retriever
+
+        retriever, seconds = open_retriever(corpus.documents, cfg.retrieval, req.workdir / "index")
+        hits = retriever.search([p.text for p in prompts], cfg.retrieval.k, cfg.retrieval.batch_size)
+        contexts = [format_passages(h) for h in hits]
+    out = []
+    for p, context, student in zip(prompts, contexts, asked):
+        if p.kind == "question":  # as the evaluation places a context: after the header, before the question
+            out.append(TeacherPrompt(header + context + "\n" + student[len(header):], student))
+        else:
+            out.append(TeacherPrompt(context + "\n" + student, student))
+    return out, seconds
+
+
+@register_method("distill", "context distillation: trained on the answers the model gives with the document in "
+                 "its context, to prompts about it (distill.queries), without the document", check=check_distill)
+def distill(req: InjectRequest) -> Injected:
+    cfg = req.cfg.distill
+    prompts, info = build_prompts(req.corpus, cfg, req.cfg.generate)
+    if not prompts:
+        raise UserError(f"distill.queries={cfg.queries}: no prompt for any document of corpus {req.corpus.name!r}")
+    asked, index_seconds = _teacher_prompts(req, prompts)
+    targets = teacher_targets(req.loaded.model, req.loaded.tokenizer, asked, cfg,
+                              directory_fingerprint(req.loaded.path),
+                              cache_dir() / "distill" if cfg.cache else None, req.cfg.train.progress)
+    if not targets.rows:
+        raise UserError("distill: the teacher answered no prompt (every answer empty)")
+    texts = [*document_texts(req.corpus), *targets.rows] if cfg.documents else list(targets.rows)
+    injected = finetune(req, texts, epochs=cfg.epochs,
+                        distill={**info, "rows": len(targets.rows), "documents": cfg.documents, "loss": cfg.loss,
+                                 "answer": cfg.answer, "context": cfg.context, "teacher": targets.cost.to_dict()})
+    injected.index_seconds = index_seconds
+    return injected

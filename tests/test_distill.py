@@ -1,0 +1,125 @@
+"""Context distillation: the loss, the rows, the prompts, the teacher's cached targets, the method."""
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from kinject import bench
+from kinject.config import load_config
+from kinject.data.builtin.world import BuiltinConfig, build_world
+from kinject.data.schema import Corpus, Document, Probe
+from kinject.distill.config import DistillConfig
+from kinject.distill.loss import distillation_loss
+from kinject.distill.prompts import build_prompts, continuation_prompts, templated_prompts
+from kinject.distill.teacher import TeacherPrompt, teacher_targets
+from kinject.errors import UserError
+from kinject.generation.generators import GenerationConfig
+from kinject.methods.distill import check_distill
+from kinject.training.trainer import DISTILL_FORMS, Distilled, _Collator, training_rows
+from tests.test_bench import TINY_WORLD
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+
+
+def _one_position(student: torch.Tensor, teacher_ids, teacher_logp, form: str, temperature: float = 1.0):
+    """A batch of one row whose only label is at position 1 (predicted by logits at 0)."""
+    logits = torch.stack([student, torch.zeros_like(student)])[None]  # (1, 2, V)
+    labels = torch.tensor([[-100, int(teacher_ids[0])]])
+    ids = torch.tensor([[[-1] * len(teacher_ids), list(teacher_ids)]])
+    logp = torch.tensor([[[0.0] * len(teacher_ids), list(teacher_logp)]])
+    return distillation_loss(logits, labels, ids, logp, torch.tensor([DISTILL_FORMS.index(form)]),
+                             torch.tensor([temperature])).item()
+
+
+def test_forward_kl_is_zero_when_the_student_matches_the_teacher_and_grows_apart():
+    v = torch.log(torch.tensor([0.6, 0.3, 0.1, 1e-9]))
+    assert _one_position(v, [0, 1, 2], v[:3].tolist(), "forward_kl") == pytest.approx(0.0, abs=1e-5)
+    flat = torch.zeros(4)  # uniform student: KL = sum p log(p / 0.25)
+    expect = sum(p * math.log(p / 0.25) for p in (0.6, 0.3, 0.1))
+    assert _one_position(flat, [0, 1, 2], v[:3].tolist(), "forward_kl") == pytest.approx(expect, abs=1e-5)
+    assert _one_position(flat, [0, 1, 2], v[:3].tolist(), "reverse_kl") > 0
+    assert _one_position(flat, [0, 1, 2], v[:3].tolist(), "ce") == pytest.approx(math.log(4), abs=1e-5)
+    # a higher temperature softens both sides: the gap to a uniform student shrinks
+    assert _one_position(flat, [0, 1, 2], v[:3].tolist(), "forward_kl", 2.0) < expect
+
+
+def test_rows_without_a_teacher_get_the_plain_next_token_loss():
+    logits = torch.randn(1, 3, 5)
+    labels = torch.tensor([[-100, 2, 4]])
+    none = torch.full((1, 3, 2), -1)
+    loss = distillation_loss(logits, labels, none, torch.zeros(1, 3, 2), torch.tensor([1]))
+    plain = torch.nn.functional.cross_entropy(logits[0, :2], labels[0, 1:])
+    assert loss.item() == pytest.approx(plain.item(), abs=1e-5)
+
+
+def test_distilled_rows_train_the_answer_only_with_aligned_teacher_targets():
+    row = Distilled((5, 6, 7), (8, 9), ((8, 1), (9, 2)), ((-0.1, -2.0), (-0.2, -1.5)), "forward_kl")
+    tok = type("Tok", (), {"eos_token_id": 0})()
+    [r] = training_rows(tok, [row], max_length=16)
+    assert r["input_ids"] == [5, 6, 7, 8, 9] and r["labels"] == [-100, -100, -100, 8, 9]
+    assert r["teacher_ids"][3:] == [[8, 1], [9, 2]] and r["teacher_ids"][0] == [-1, -1]
+    [cut] = training_rows(tok, [row], max_length=3)  # the prompt is cut from the left, the answer kept
+    assert cut["input_ids"] == [7, 8, 9] and cut["labels"] == [-100, 8, 9]
+    batch = _Collator(pad_id=0)([r, {"input_ids": [1, 2], "labels": [1, 2]}])
+    assert batch["teacher_ids"].shape == (2, 5, 2) and batch["distill_form"].tolist() == [1, 0]
+    assert (batch["teacher_ids"][1] == -1).all() and batch["labels"][1].tolist() == [1, 2, -100, -100, -100]
+
+
+def test_templated_and_continuation_prompts_and_the_per_document_cap():
+    world = build_world(BuiltinConfig(test_people=2, test_orgs=1, train_people=2, train_orgs=1), 3)
+    templated = templated_prompts(world)
+    assert len(templated) == 2 * len(world.facts)  # two demonstration wordings a relation
+    probe_questions = {p.question for p in world.probes}
+    assert not probe_questions & {p.text for p in templated}  # wordings no probe uses
+    cont = continuation_prompts(world)
+    docs = {d.id: d.text for d in world.documents}
+    assert cont and all(docs[p.doc_id].count(p.text) >= 1 and p.kind == "continuation" for p in cont)
+    chosen, info = build_prompts(world, DistillConfig(per_document=3), GenerationConfig())
+    assert len(chosen) == 3 * len(world.documents) and info["prompts"] == len(chosen)
+    assert "templated" in info["note"]
+
+
+def test_teacher_targets_are_cached_per_prompt(tiny, tmp_path):
+    prompts = [TeacherPrompt("Context: Ada lives in Oslo.\nQuestion: Where does Ada live?\nAnswer:",
+                             "Question: Where does Ada live?\nAnswer:"),
+               TeacherPrompt("Context: Bo sells clocks.\nBo sells", "Bo sells")]
+    cfg = DistillConfig(max_new_tokens=4, top_k=3)
+    first = teacher_targets(tiny.model, tiny.tokenizer, prompts, cfg, "tiny", tmp_path / "d", progress=False)
+    assert first.cost.prompts == 2 and first.cost.cached == 0 and first.cost.answer_tokens > 0
+    for row, p in zip(first.rows, prompts):
+        assert list(row.prompt_ids) == tiny.tokenizer(p.student).input_ids
+        assert len(row.top_ids) == len(row.answer_ids) and all(len(t) == 3 for t in row.top_ids)
+        assert all(a >= b for t in row.top_logprobs for a, b in itertools.pairwise(t))  # most likely first
+    # the greedy answer is the teacher's most likely token at each step
+    assert all(row.answer_ids[i] == row.top_ids[i][0] for row in first.rows for i in range(len(row.answer_ids)))
+    again = teacher_targets(tiny.model, tiny.tokenizer, prompts, cfg, "tiny", tmp_path / "d", progress=False)
+    assert again.cost.cached == 2 and again.cost.seconds == 0 and again.rows == first.rows
+
+
+def test_distill_in_a_bench_beside_ft(tiny_model_dir, tmp_path):
+    cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "methods=[ft,distill]", "distill.epochs=1",
+                             "distill.per_document=2", "distill.max_new_tokens=3"])
+    results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    ft, cell = (results["methods"][m]["per_seed"]["0"] for m in ("ft", "distill"))
+    info = cell["info"]["distill"]
+    assert info["queries"] == "templated" and info["prompts"] == 2 * 3 and info["teacher"]["prompts"] == 6
+    assert cell["cost"]["train_steps"] > 0 and 0 <= cell["metrics"]["qa.accuracy"] <= 1
+    assert cell["info"]["texts"] == 3 + info["rows"]  # the documents mixed in
+    assert cell["cost"]["train_tokens"] > ft["cost"]["train_tokens"]
+
+
+def test_bad_distill_input_is_refused_before_any_work():
+    plain = Corpus("mine", [Document("a", "Some text here.")], [Probe("p", "qa", "Q?", ["x"], doc_id="a")])
+    cfg = load_config(None, [])
+    with pytest.raises(UserError, match=r"distill\.queries=templated: corpus 'mine' has no built-in facts"):
+        check_distill(plain, cfg)
+    cfg = load_config(None, ["distill.queries=continuation", "train.packing=true"])
+    with pytest.raises(UserError, match=r"train\.packing"):
+        check_distill(plain, cfg)
+    with pytest.raises(UserError, match=r"distill\.loss"):
+        load_config(None, ["distill.loss=kl"])
