@@ -123,3 +123,31 @@ def test_bad_distill_input_is_refused_before_any_work():
         check_distill(plain, cfg)
     with pytest.raises(UserError, match=r"distill\.loss"):
         load_config(None, ["distill.loss=kl"])
+
+
+def test_generated_and_self_study_prompts_come_from_the_generator(tiny_chat_model_dir):
+    from kinject.distill.prompts import SELF_STUDY_SEEDS, generated_prompts, self_study_prompts
+    from kinject.generation.generators import LocalGenerator, Sampled
+
+    world = build_world(BuiltinConfig(test_people=1, test_orgs=1, train_people=1, train_orgs=1), 4)
+    doc = world.documents[0]
+    fact = next(f for f in world.facts if f.doc_id == doc.id)
+    replies = {"question": f"Question: Where is {fact.subject} from?\nAnswer: {fact.answer}\nWrong: a; b; c",
+               "study": "Summarise the first sentence of the text.\nMore text."}
+    seen = []
+
+    def fake(self, requests, n):
+        seen.extend(requests)
+        kind = "question" if "Write one question that the text answers" in requests[0][0]["content"] else "study"
+        return [Sampled([replies[kind]] * n, 1, 1) for _ in requests]
+
+    gen = GenerationConfig(model=str(tiny_chat_model_dir), cache=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LocalGenerator, "sample", fake)
+        asked, info = generated_prompts(world, 2, gen)
+        assert {p.text for p in asked if p.doc_id == doc.id} == {f"Where is {fact.subject} from?"}
+        study, info = self_study_prompts(world, 3, gen)
+    assert [p.text for p in study if p.doc_id == doc.id] == ["Summarise the first sentence of the text."]
+    assert info["dropped"] == 2 * 3 * len(world.documents) - len(world.documents)  # duplicates of the same line
+    kinds = {m[0]["content"].split(" Reply with")[0] for m in seen if "Reply with the request only" in m[0]["content"]}
+    assert kinds == set(SELF_STUDY_SEEDS)

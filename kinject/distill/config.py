@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from kinject.checks import Check, at_least, one_of, positive, seed_range
 
-QUERY_SOURCES = ("templated", "generated", "continuation")
+QUERY_SOURCES = ("templated", "generated", "self-study", "continuation")
 LOSSES = ("forward_kl", "reverse_kl", "ce")
 
 
@@ -18,7 +18,8 @@ class DistillConfig:
     - ``queries``: where the prompts come from, per document: ``templated`` (built-in benchmark
       only: questions about the document's facts in the world's demonstration wordings, which no
       probe uses), ``generated`` (questions the ``generate:`` LLM writes about the document, as
-      ``kinject questions`` does), or ``continuation`` (prefixes cut from the document's own
+      ``kinject questions`` does), ``self-study`` (requests of five kinds the ``generate:`` LLM
+      writes about the document), or ``continuation`` (prefixes cut from the document's own
       sentences: the teacher reads the document and continues the prefix);
     - ``per_document``: at most this many prompts per document;
     - ``context``: what the teacher reads before each prompt: ``document`` (the whole document)

@@ -10,6 +10,10 @@ teacher reads the document before it; the student sees the prompt alone.
 - ``generated``: questions the ``generate:`` LLM writes about the document, with the prompt,
   parser and checks of ``kinject questions`` (a question, an answer copied from the text, not the
   answer in the question); ``2 x per_document`` replies asked, the distinct passing questions kept.
+- ``self-study``: requests the ``generate:`` LLM writes about the document when asked, in turn, for
+  each of five kinds of request (a factual question, a summary, a structuring, a use, a creative
+  angle), in the manner of Cartridges' self-study seed prompts (arXiv 2506.06266); the first line
+  of each reply, 3 to 40 words, distinct, kept.
 - ``continuation``: each sentence of the document cut after the first half of its words (at
   least two): the teacher reads the document and continues the prefix.
 
@@ -78,6 +82,39 @@ def generated_prompts(corpus: Corpus, per_document: int, gen: GenerationConfig
     return out, {"generator": f"{gen.backend}:{gen.model}", "dropped": dropped, "cost": cost.to_dict()}
 
 
+SELF_STUDY_SEEDS = (
+    "Write one question that someone who has read the text below could answer from it alone.",
+    "Write one request asking for a one-sentence summary of a specific part of the text below.",
+    "Write one request asking to list or organise some of the details in the text below.",
+    "Write one question about how a detail of the text below could be used or matters in practice.",
+    "Write one creative request (a riddle, a headline, a comparison) about a detail of the text below.",
+)
+
+
+def self_study_prompts(corpus: Corpus, per_document: int, gen: GenerationConfig
+                       ) -> tuple[list[DistillPrompt], dict[str, Any]]:
+    """Requests about each document the ``gen`` LLM writes from :data:`SELF_STUDY_SEEDS` (the seeds
+    cycled, 2 x ``per_document`` requests per document); and the counts and cost."""
+    cost = GenerationCost()
+    n = 2 * per_document
+    requests, owners = [], []
+    for doc in corpus.documents:
+        for i in range(n):
+            seed = SELF_STUDY_SEEDS[i % len(SELF_STUDY_SEEDS)]
+            requests.append([{"role": "user", "content": f"{seed} Reply with the request only.\n\nText: {doc.text}"}])
+            owners.append(doc.id)
+    sampled = cached_sample(make_generator(gen), requests, 1, generation_cache(gen.cache), cost)
+    out, dropped, seen = [], 0, set()
+    for doc_id, s in zip(owners, sampled):
+        line = s.replies[0].strip().split("\n", 1)[0].strip().strip('"')
+        if not 3 <= len(line.split()) <= 40 or (doc_id, line) in seen:
+            dropped += 1
+            continue
+        seen.add((doc_id, line))
+        out.append(DistillPrompt(doc_id, line, "question"))
+    return out, {"generator": f"{gen.backend}:{gen.model}", "dropped": dropped, "cost": cost.to_dict()}
+
+
 def build_prompts(corpus: Corpus, cfg: DistillConfig, gen: GenerationConfig
                   ) -> tuple[list[DistillPrompt], dict[str, Any]]:
     """At most ``cfg.per_document`` prompts per document from ``cfg.queries``, and what they are."""
@@ -87,6 +124,8 @@ def build_prompts(corpus: Corpus, cfg: DistillConfig, gen: GenerationConfig
         info["note"] = "templated from the built-in world's facts (demonstration wordings no probe uses)"
     elif cfg.queries == "continuation":
         pool = continuation_prompts(corpus)
+    elif cfg.queries == "self-study":
+        pool, info["generation"] = self_study_prompts(corpus, cfg.per_document, gen)
     else:
         pool, info["generation"] = generated_prompts(corpus, cfg.per_document, gen)
     by_doc: dict[str, list[DistillPrompt]] = {}
