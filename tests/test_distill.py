@@ -111,6 +111,8 @@ def test_distill_in_a_bench_beside_ft(tiny_model_dir, tmp_path):
     assert cell["cost"]["train_steps"] > 0 and 0 <= cell["metrics"]["qa.accuracy"] <= 1
     assert cell["info"]["texts"] == 3 + info["rows"]  # the documents mixed in
     assert cell["cost"]["train_tokens"] > ft["cost"]["train_tokens"]
+    assert cell["cost"]["teacher_tokens"] > 0 and cell["cost"]["teacher_seconds"] > 0
+    assert ft["cost"]["teacher_tokens"] == 0 and ft["cost"]["teacher_seconds"] == 0
 
 
 def test_bad_distill_input_is_refused_before_any_work():

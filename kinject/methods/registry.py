@@ -48,7 +48,9 @@ class InjectRequest:
 
 @dataclass
 class Injected:
-    """A method's output. ``train_tokens`` counts every trained token, repeats included."""
+    """A method's output. ``train_tokens`` counts every trained token, repeats included;
+    ``teacher_tokens`` / ``teacher_seconds``: what a teacher (``distill``) read and wrote, and its
+    time, before training (prompts found in its cache cost no seconds)."""
 
     model: Any
     tokenizer: Any
@@ -58,6 +60,8 @@ class Injected:
     train_steps: int = 0
     trainable_params: int = 0
     index_seconds: float = 0.0
+    teacher_tokens: int = 0
+    teacher_seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
 
 
