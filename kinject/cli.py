@@ -34,8 +34,9 @@ class _Parser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs) -> None:  # no abbreviations: bench --seed 3 is not --seeds 3
         super().__init__(*args, **{"allow_abbrev": False, **kwargs})
 
-    def error(self, message: str) -> None:  # one line, exit 2
-        raise UserError(f"{self.prog}: {message}")
+    def error(self, message: str) -> None:  # one line, exit 2; "kinject: error: bench: ...", not "kinject" twice
+        command = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        raise UserError(f"{command}: {message}" if command else message)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
