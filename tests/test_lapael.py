@@ -100,6 +100,10 @@ def test_mask_loss_wants_entities_kept_and_half_the_rest_perturbed():
     two = torch.tensor([[-20.0] * 6, [20.0] * 6])
     none_kept = torch.zeros(2, 6, dtype=torch.bool)
     assert mask_loss(two, none_kept, torch.ones(2, 6, dtype=torch.bool), 0.5, "row").item() == pytest.approx(3.0)
+    # row_free counts the tokens not kept: 2 of the 4 free tokens perturbed meets ratio .5
+    assert mask_loss(three, keep, valid, 0.5, "row_free").item() == pytest.approx(1.0, abs=1e-6)  # 3 of 4
+    assert mask_loss(torch.tensor([[-20.0, -20.0, 20.0, 20.0, -20.0, -20.0]]), keep, valid, 0.5,
+                     "row_free").item() == pytest.approx(0.0, abs=1e-6)
     # padding is not counted
     pad = torch.tensor([[True, True, True, True, False, False]])
     assert mask_loss(torch.tensor([[20.0, 20.0, -20.0, -20.0, 20.0, 20.0]]), none_kept[:1], pad, 0.5,

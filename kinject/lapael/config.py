@@ -23,8 +23,9 @@ class LapaelConfig:
     - ``mask_temperature``: of the relaxed-Bernoulli token mask; ``mask_ratio``: the share of
       tokens the learned mask should perturb; ``mask_weight``: weight of the mask loss;
       ``mask_loss``: ``row`` (LaPael's code: per sentence, the expected count of perturbed tokens
-      against ``mask_ratio`` x its tokens) or ``pooled`` (kinject's first form: the batch's mean
-      probability on the non-kept tokens against ``mask_ratio``);
+      against ``mask_ratio`` x its tokens), ``row_free`` (the same count over the tokens not kept,
+      so that the ratio can be met whatever share of a sentence is kept) or ``pooled`` (kinject's
+      first form: the batch's mean probability on the non-kept tokens against ``mask_ratio``);
     - ``sentence``: ``whole`` (LaPael's code: every token of a training sentence, so the answer's
       own tokens meet the mask loss) or ``to_answer`` (cut at the answer position, kinject's first form);
     - ``patience``: stop once the epoch's mask loss has not fallen 1% below its best for this many
@@ -61,6 +62,6 @@ class LapaelConfig:
         "layers": layer_spec, "kl_layers": layer_spec, "copies": at_least(2), "epochs": at_least(1),
         "batch_size": at_least(1), "lr": positive, "max_grad_norm": positive, "std_floor": positive,
         "mask_temperature": positive, "mask_ratio": fraction, "mask_weight": at_least(0),
-        "mask_loss": one_of("row", "pooled"), "sentence": one_of("whole", "to_answer"),
+        "mask_loss": one_of("row", "row_free", "pooled"), "sentence": one_of("whole", "to_answer"),
         "patience": at_least(1), "paraphrases": at_least(2),
         "max_length": at_least(2), "limit": at_least(1), "mask": one_of("learned", "oracle")}

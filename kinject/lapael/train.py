@@ -54,12 +54,15 @@ def mask_loss(logits: torch.Tensor, keep: torch.Tensor, valid: torch.Tensor, rat
     """Mask loss for logits (rows, T): the mean perturbation probability on kept tokens, plus a
     term for how many tokens are perturbed. ``row`` (LaPael's code): per row, the distance in
     tokens of the expected number perturbed from ``ratio`` x the row's valid tokens, averaged over
-    rows. ``pooled``: the distance of the mean probability on the other tokens from ``ratio``."""
+    rows. ``row_free``: the same over the row's tokens that are not kept (so any ratio can be met
+    with the kept tokens at 0). ``pooled``: the distance of the mean probability on the other tokens
+    from ``ratio``."""
     p = torch.sigmoid(logits)
     kept, free = keep & valid, ~keep & valid
     entity = p[kept].mean() if kept.any() else p.new_zeros(())
-    if form == "row":
-        count = ((p * valid).sum(-1) - valid.sum(-1) * ratio).abs().mean()
+    if form in ("row", "row_free"):
+        counted = valid if form == "row" else free
+        count = ((p * counted).sum(-1) - counted.sum(-1) * ratio).abs().mean()
     else:
         count = (p[free].mean() - ratio).abs() if free.any() else p.new_zeros(())
     return entity + count
@@ -154,7 +157,7 @@ def train_paraphraser(model, pad_id: int, sentences: Sequence[TrainingSentence],
                 kl = distribution_loss(states, target_mean, target_std, cfg.std_floor)
                 masks = sum(mask_loss(para.mask_logits[i], keep.to(device), valid.bool().to(device), cfg.mask_ratio,
                                       cfg.mask_loss) for i in layers)
-                if cfg.mask_loss == "row":  # LaPael averages its layers' mask losses
+                if cfg.mask_loss != "pooled":  # LaPael averages its layers' mask losses
                     masks = masks / len(layers)
                 loss = kl + cfg.mask_weight * masks
                 opt.zero_grad(set_to_none=True)
