@@ -175,7 +175,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("delia-ratio", [*B, "delia.ratio=0"], "'delia.ratio': 0.0 must be"),
     ("delia-prompt", [*B, "delia.prompt=chat"], "'delia.prompt': 'chat' is not one of bare, reference"),
     ("delia-answers", [*B, "delia.answers_per_query=0"], "'delia.answers_per_query': 0 must be >= 1"),
-    ("lapael-mask-loss", [*B, "lapael.mask_loss=mean"], "'lapael.mask_loss': 'mean' is not one of row, row_free, pooled"),
+    ("lapael-mask-loss", [*B, "lapael.mask_loss=mean"], "'lapael.mask_loss': 'mean' is not one of row, row_free"),
     ("lapael-sentence", [*B, "lapael.sentence=cut"], "'lapael.sentence': 'cut' is not one of whole, to_answer"),
     ("distill-queries", [*B, "distill.queries=wiki"], "'distill.queries': 'wiki' is not one of templated"),
     ("distill-top-k", [*B, "distill.top_k=0"], "'distill.top_k': 0 must be >= 1"),

@@ -90,7 +90,7 @@ def test_teacher_targets_are_cached_per_prompt(tiny, tmp_path):
                TeacherPrompt("Context: Bo sells clocks.\nBo sells", "Bo sells")]
     cfg = DistillConfig(max_new_tokens=4, top_k=3)
     first = teacher_targets(tiny.model, tiny.tokenizer, prompts, cfg, "tiny", tmp_path / "d", progress=False)
-    assert first.cost.prompts == 2 and first.cost.cached == 0 and first.cost.answer_tokens > 0
+    assert first.cost.requests == 2 and first.cost.cached == 0 and first.cost.completion_tokens > 0
     for row, p in zip(first.rows, prompts):
         assert list(row.prompt_ids) == tiny.tokenizer(p.student).input_ids
         assert len(row.top_ids) == len(row.answer_ids) and all(len(t) == 3 for t in row.top_ids)
@@ -98,7 +98,7 @@ def test_teacher_targets_are_cached_per_prompt(tiny, tmp_path):
     # the greedy answer is the teacher's most likely token at each step
     assert all(row.answer_ids[i] == row.top_ids[i][0] for row in first.rows for i in range(len(row.answer_ids)))
     again = teacher_targets(tiny.model, tiny.tokenizer, prompts, cfg, "tiny", tmp_path / "d", progress=False)
-    assert again.cost.cached == 2 and again.cost.seconds == 0 and again.rows == first.rows
+    assert again.cost.cached == 2 and again.cost.seconds == first.cost.seconds and again.rows == first.rows
 
 
 def test_distill_in_a_bench_beside_ft(tiny_model_dir, tmp_path):
@@ -107,7 +107,7 @@ def test_distill_in_a_bench_beside_ft(tiny_model_dir, tmp_path):
     results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
     ft, cell = (results["methods"][m]["per_seed"]["0"] for m in ("ft", "distill"))
     info = cell["info"]["distill"]
-    assert info["queries"] == "templated" and info["prompts"] == 2 * 3 and info["teacher"]["prompts"] == 6
+    assert info["queries"] == "templated" and info["prompts"] == 2 * 3 and info["teacher"]["requests"] == 6
     assert cell["cost"]["train_steps"] > 0 and 0 <= cell["metrics"]["qa.accuracy"] <= 1
     assert cell["info"]["texts"] == 3 + info["rows"]  # the documents mixed in
     assert cell["cost"]["train_tokens"] > ft["cost"]["train_tokens"]

@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 from kinject.data.jsonl import atomic_write_text
 from kinject.distill.config import DistillConfig
 from kinject.evaluation.lm import _newline_ids
+from kinject.generation.cache import GenerationCost
 from kinject.training.trainer import Distilled, pad_right
 
 
@@ -41,26 +42,13 @@ class TeacherPrompt:
 
 
 @dataclass
-class TeacherCost:
-    """Prompts asked, of them found in the cache, tokens the teacher read and wrote, seconds."""
-
-    prompts: int = 0
-    cached: int = 0
-    prompt_tokens: int = 0
-    answer_tokens: int = 0
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"prompts": self.prompts, "cached": self.cached, "prompt_tokens": self.prompt_tokens,
-                "answer_tokens": self.answer_tokens, "seconds": round(self.seconds, 3)}
-
-
-@dataclass
 class TeacherTargets:
-    """One :class:`Distilled` row per prompt (an empty answer gives none) and the teacher's cost."""
+    """One :class:`Distilled` row per prompt (an empty answer gives none) and the teacher's cost:
+    prompts asked (``requests``), of them from the cache, tokens read (``prompt_tokens``) and
+    written (``completion_tokens``), and the seconds they took when computed, cached or not."""
 
     rows: list[Distilled] = field(default_factory=list)
-    cost: TeacherCost = field(default_factory=TeacherCost)
+    cost: GenerationCost = field(default_factory=GenerationCost)
 
 
 def _key(model_key: str, prompt: TeacherPrompt, cfg: DistillConfig) -> str:
@@ -141,11 +129,11 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
                     atomic_write_text(cache / k[:2] / f"{k}.json", json.dumps(found[k]))
     model.train(was_training)
     cost = result.cost
-    cost.prompts, cost.cached = len(prompts), len(prompts) - len(missing)
+    cost.requests, cost.cached = len(prompts), len(prompts) - len(missing)
     for k in dict.fromkeys(keys):
         cost.prompt_tokens += found[k]["prompt_tokens"]
-        cost.answer_tokens += len(found[k]["answer_ids"])
-        cost.seconds += found[k]["seconds"] if k in missing else 0.0
+        cost.completion_tokens += len(found[k]["answer_ids"])
+        cost.seconds += found[k]["seconds"]
     for p, k in zip(prompts, keys):
         t = found[k]
         if t["answer_ids"]:

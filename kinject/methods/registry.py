@@ -49,8 +49,8 @@ class InjectRequest:
 @dataclass
 class Injected:
     """A method's output. ``train_tokens`` counts every trained token, repeats included;
-    ``teacher_tokens`` / ``teacher_seconds``: what a teacher (``distill``) read and wrote, and its
-    time, before training (prompts found in its cache cost no seconds)."""
+    ``teacher_tokens`` / ``teacher_seconds``: what a teacher (``distill``) read and wrote, and the
+    time it took when computed (cached targets count what they cost then)."""
 
     model: Any
     tokenizer: Any
