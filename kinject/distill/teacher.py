@@ -21,15 +21,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
-from kinject.data.jsonl import atomic_write_text
 from kinject.distill.config import DistillConfig
 from kinject.evaluation.lm import _newline_ids
-from kinject.generation.cache import GenerationCost
+from kinject.generation.cache import GenerationCost, read_cached, write_cached
 from kinject.training.trainer import Distilled, pad_right
 
 
@@ -103,12 +101,7 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
     :class:`Distilled` rows in prompt order."""
     result = TeacherTargets()
     keys = [_key(model_key, p, cfg) for p in prompts]
-    found: dict[str, dict[str, Any]] = {}
-    if cache is not None:
-        for k in keys:
-            f = cache / k[:2] / f"{k}.json"
-            if f.is_file():
-                found[k] = json.loads(f.read_text())
+    found = read_cached(cache, keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
     index = {k: i for i, k in enumerate(keys)}
     was_training = model.training
@@ -126,7 +119,7 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
                 found[k] = {"answer_ids": a, "top_ids": top, "top_logprobs": logp, "prompt_tokens": len(p),
                             "seconds": share}
                 if cache is not None:
-                    atomic_write_text(cache / k[:2] / f"{k}.json", json.dumps(found[k]))
+                    write_cached(cache, k, found[k])
     model.train(was_training)
     cost = result.cost
     cost.requests, cost.cached = len(prompts), len(prompts) - len(missing)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,22 @@ def generation_cache(enabled: bool) -> Path | None:
     return cache_dir() / "generations" if enabled else None
 
 
+def read_cached(cache: Path | None, keys: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """The entries of ``keys`` stored under ``cache`` (``<cache>/<k[:2]>/<k>.json``); none without a cache."""
+    found: dict[str, dict[str, Any]] = {}
+    if cache is not None:
+        for k in keys:
+            f = cache / k[:2] / f"{k}.json"
+            if f.is_file():
+                found[k] = json.loads(f.read_text())
+    return found
+
+
+def write_cached(cache: Path, key: str, entry: dict[str, Any]) -> None:
+    """Store ``entry`` under ``key`` whole (a temporary file, then a rename)."""
+    atomic_write_text(cache / key[:2] / f"{key}.json", json.dumps(entry, ensure_ascii=False))
+
+
 def request_key(fingerprint: str, messages: Messages, n: int) -> str:
     blob = json.dumps({"generator": fingerprint, "messages": messages, "n": n}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode()).hexdigest()
@@ -57,12 +74,7 @@ def cached_sample(generator: Generator, requests: list[Messages], n: int, cache:
     first: dict[str, int] = {}  # each distinct key's first request, in order
     for i, k in enumerate(keys):
         first.setdefault(k, i)
-    found: dict[str, dict[str, Any]] = {}
-    if cache is not None:
-        for k in first:
-            f = cache / k[:2] / f"{k}.json"
-            if f.is_file():
-                found[k] = json.loads(f.read_text())
+    found = read_cached(cache, first)
     missing = [k for k in first if k not in found]
     step = generator.cfg.batch_size
     slices = range(0, len(missing), step)
@@ -74,7 +86,7 @@ def cached_sample(generator: Generator, requests: list[Messages], n: int, cache:
         for k, s in zip(batch, sampled):
             found[k] = {**asdict(s), "seconds": share}
             if cache is not None:  # stored batch by batch: an interrupted run keeps what it generated
-                atomic_write_text(cache / k[:2] / f"{k}.json", json.dumps(found[k], ensure_ascii=False))
+                write_cached(cache, k, found[k])
     cost.requests += len(requests)
     cost.cached += len(requests) - len(missing)
     for k in first:
