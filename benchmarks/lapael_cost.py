@@ -28,7 +28,6 @@ from kinject.generation.generators import LocalGenerator
 from kinject.generation.paraphrase import request
 from kinject.lapael.paraphraser import META, load_paraphraser, resolve_paraphraser
 from kinject.models import DEFAULT_MODEL, load_model
-from kinject.training.perturb import decoder_layers
 from kinject.training.trainer import train_causal_lm
 
 
@@ -37,7 +36,7 @@ def time_training(cfg: RunConfig, texts: list[str], seed: int, copies: int, para
     perturbation = None
     if paraphraser_dir is not None:
         para = load_paraphraser(paraphraser_dir)
-        para.check_fits(loaded.model.config.hidden_size, len(decoder_layers(loaded.model)), str(paraphraser_dir))
+        para.check_fits_model(loaded.model, str(paraphraser_dir))
         perturbation = para.perturbation()
     _, res = train_causal_lm(loaded.model, loaded.tokenizer, texts, cfg.train, seed, copies, perturbation)
     return {"seconds": res.seconds, "steps": res.steps, "tokens": res.tokens}

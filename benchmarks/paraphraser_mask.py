@@ -25,7 +25,6 @@ from kinject.lapael.mask_rates import perturb_rates
 from kinject.lapael.paraphraser import load_paraphraser, resolve_paraphraser
 from kinject.lapael.targets import TOKEN_KINDS, fact_entities, token_kinds, tokenize_sentence
 from kinject.models import DEFAULT_MODEL, load_model
-from kinject.training.perturb import decoder_layers
 
 
 def main() -> None:
@@ -51,7 +50,7 @@ def main() -> None:
     for spec in args.paraphraser:
         path = resolve_paraphraser(spec, DEFAULT_MODEL)
         para = load_paraphraser(path)
-        para.check_fits(loaded.model.config.hidden_size, len(decoder_layers(loaded.model)), str(path))
+        para.check_fits_model(loaded.model, str(path))
         place(para)
         for name, rows in (("documents", documents), ("sentences", sentences)):
             rates = perturb_rates(loaded.model, tok.pad_token_id, para, rows)

@@ -26,9 +26,9 @@ import torch
 from tqdm.auto import tqdm
 
 from kinject.distill.config import DistillConfig
-from kinject.evaluation.lm import _newline_ids
+from kinject.evaluation.lm import newline_ids
 from kinject.generation.cache import GenerationCost, read_cached, write_cached
-from kinject.training.trainer import Distilled, pad_right
+from kinject.training.trainer import Distilled, pad_left, pad_right
 
 
 @dataclass(frozen=True)
@@ -67,17 +67,16 @@ def _cut(ids: list[int], stops: frozenset[int]) -> list[int]:
 def _answers(model, tokenizer, prompts: list[list[int]], cfg: DistillConfig, seed: int) -> list[list[int]]:
     """The teacher's answer ids after each prompt (left-padded batch), cut after a newline or EOS."""
     device = next(model.parameters()).device
-    width = max(len(p) for p in prompts)
     pad = tokenizer.pad_token_id
-    ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=device)
-    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=device)
+    ids, mask = pad_left(prompts, pad)
+    ids, mask, width = ids.to(device), mask.to(device), ids.shape[1]
     sample = cfg.answer == "sample"
     if sample:
         torch.manual_seed(seed)
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
                          temperature=cfg.answer_temperature if sample else None, top_p=None, top_k=None,
                          pad_token_id=pad)
-    stops = _newline_ids(tokenizer) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+    stops = newline_ids(tokenizer) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
     return [_cut(row[width:].tolist(), frozenset(stops)) for row in out]
 
 

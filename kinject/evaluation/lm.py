@@ -16,9 +16,11 @@ from collections.abc import Iterator, Sequence
 import torch
 from tqdm.auto import tqdm
 
+from kinject.training.trainer import pad_left
+
 
 @functools.lru_cache(maxsize=8)
-def _newline_ids(tokenizer) -> frozenset[int]:
+def newline_ids(tokenizer) -> frozenset[int]:
     vocab = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
     ids = {i for i, t in enumerate(vocab) if t is not None and ("\n" in t or "Ċ" in t or "<0x0A>" in t)}
     return frozenset(ids)
@@ -76,15 +78,12 @@ class PrefixLM:
 
         Positions are computed from the mask, so the padding changes no real token's position.
         """
-        width = max(len(s) for s in seqs)
-        pad = self.tok.pad_token_id
-        ids = torch.tensor([[pad] * (width - len(s)) + s for s in seqs], device=self.device)
-        mask = torch.tensor([[0] * (width - len(s)) + [1] * len(s) for s in seqs], device=self.device)
-        return ids, mask
+        ids, mask = pad_left(seqs, self.tok.pad_token_id)
+        return ids.to(self.device), mask.to(self.device)
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int = 32, desc: str = "generate") -> list[str]:
         """Greedy continuation of ``prefix + prompt`` for each prompt, cut at the first newline."""
-        newline = _newline_ids(self.tok)
+        newline = newline_ids(self.tok)
         eos = self.tok.eos_token_id
         p = len(self.prefix_ids)
         encoded = [self._encode(t) for t in prompts]

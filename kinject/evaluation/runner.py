@@ -70,8 +70,13 @@ def qa_header(instruction: str, fewshot: Sequence[tuple[str, str]]) -> str:
     return instruction + "\n\n" + "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in fewshot)
 
 
+def qa_prompt(question: str) -> str:
+    """A question as every QA probe is asked after the header: "Question: q\\nAnswer:"."""
+    return f"Question: {question}\nAnswer:"
+
+
 def qa_suffix(probe: Probe) -> str:
-    return f"Question: {probe.question}\nAnswer:"
+    return qa_prompt(probe.question)
 
 
 def _answer_records(probes: list[Probe], prompts: list[str], preds: list[str], header: str) -> list[dict[str, Any]]:

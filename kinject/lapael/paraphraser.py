@@ -28,7 +28,7 @@ from torch import nn
 from kinject.artifacts import file_sha256, staged_directory
 from kinject.data.jsonl import read_json
 from kinject.errors import UserError
-from kinject.training.perturb import Perturbation
+from kinject.training.perturb import Perturbation, decoder_layers
 
 FORMAT = "kinject-lapael-paraphraser/1"
 WEIGHTS = "paraphraser.safetensors"
@@ -120,6 +120,10 @@ class LatentParaphraser(nn.Module):
         if max(self.layers) >= n_layers:
             raise UserError(f"{where}: the paraphraser perturbs layer {max(self.layers)}, "
                             f"the model has {n_layers} layers")
+
+    def check_fits_model(self, model, where: str) -> None:
+        """:meth:`check_fits` for a loaded ``model`` (its hidden size and decoder layers)."""
+        self.check_fits(getattr(model.config, "hidden_size", None), len(decoder_layers(model)), where)
 
     def save(self, out: Path) -> None:
         """Write the directory ``out`` (must not exist) atomically."""

@@ -19,16 +19,15 @@ from kinject.data.schema import Corpus
 from kinject.distill.prompts import DistillPrompt, build_prompts, templated_prompts
 from kinject.distill.teacher import TeacherPrompt, teacher_targets
 from kinject.errors import UserError
-from kinject.evaluation.runner import qa_header
+from kinject.evaluation.runner import qa_header, qa_prompt
 from kinject.methods.finetune import document_texts, finetune
 from kinject.methods.registry import Injected, InjectRequest, register_method
 from kinject.models import cache_dir
+from kinject.retrieval.retriever import check_retrieval_config, format_context, format_passages, open_retriever
 
 
 def check_distill(corpus: Corpus, cfg: RunConfig) -> None:
     """The ``distill`` settings; templated prompts need the built-in world's facts."""
-    from kinject.retrieval.retriever import check_retrieval_config
-
     check_section(cfg.distill, "distill")
     if cfg.distill.queries == "templated" and not templated_prompts(corpus):
         raise UserError(f"distill.queries=templated: corpus {corpus.name!r} has no built-in facts to template "
@@ -46,23 +45,18 @@ def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[
     seconds spent indexing (``distill.context=retrieved``)."""
     corpus, cfg = req.corpus, req.cfg
     header = qa_header(corpus.instruction, corpus.fewshot)
-    asked = [header + f"Question: {p.text}\nAnswer:" if p.kind == "question" else p.text for p in prompts]
     seconds = 0.0
     if cfg.distill.context == "document":
         texts = {d.id: d.text for d in corpus.documents}
-        contexts = ["Context: " + texts[p.doc_id] for p in prompts]
+        contexts = [format_context([texts[p.doc_id]]) for p in prompts]
     else:
-        from kinject.retrieval.retriever import format_passages, open_retriever
-
         retriever, seconds = open_retriever(corpus.documents, cfg.retrieval, req.workdir / "index")
         hits = retriever.search([p.text for p in prompts], cfg.retrieval.k, cfg.retrieval.batch_size)
         contexts = [format_passages(h) for h in hits]
     out = []
-    for p, context, student in zip(prompts, contexts, asked):
-        if p.kind == "question":  # as the evaluation places a context: after the header, before the question
-            out.append(TeacherPrompt(header + context + "\n" + student[len(header):], student))
-        else:
-            out.append(TeacherPrompt(context + "\n" + student, student))
+    for p, context in zip(prompts, contexts):  # as the evaluation places a context: after the header
+        head, asked = (header, qa_prompt(p.text)) if p.kind == "question" else ("", p.text)
+        out.append(TeacherPrompt(head + context + "\n" + asked, head + asked))
     return out, seconds
 
 

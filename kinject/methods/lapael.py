@@ -19,7 +19,6 @@ from kinject.methods.finetune import check_paraphrases, document_texts, finetune
 from kinject.methods.noise import check_noise
 from kinject.methods.registry import Injected, InjectRequest, register_method
 from kinject.models import resolve_model_path
-from kinject.training.perturb import decoder_layers
 from kinject.training.trainer import Marked, TrainText
 
 
@@ -45,8 +44,7 @@ def check_lapael_para(corpus: Corpus, cfg: RunConfig) -> None:
 def _with_paraphraser(req: InjectRequest, texts: list[str], epochs: float | None = None, **info) -> Injected:
     path = resolve_paraphraser(req.cfg.lapael.paraphraser, req.cfg.model)
     para = load_paraphraser(path)
-    para.check_fits(getattr(req.loaded.model.config, "hidden_size", None), len(decoder_layers(req.loaded.model)),
-                    f"lapael.paraphraser {path}")
+    para.check_fits_model(req.loaded.model, f"lapael.paraphraser {path}")
     place(para)
     trained: list[TrainText] = list(texts)
     if req.cfg.lapael.mask == "oracle":  # the known spans kept, other tokens perturbed at mask_ratio

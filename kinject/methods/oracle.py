@@ -17,6 +17,7 @@ from kinject.data.schema import Corpus, Probe
 from kinject.errors import UserError
 from kinject.evaluation.runner import Context
 from kinject.methods.registry import Injected, InjectRequest, register_composite, register_modifier
+from kinject.retrieval.retriever import format_context
 
 
 class GoldDocumentContext:
@@ -29,7 +30,7 @@ class GoldDocumentContext:
         out = []
         for probe in probes:
             text = self.documents.get(probe.doc_id) if probe.doc_id else None
-            out.append(Context("Context: " + text, {"gold_document": probe.doc_id}) if text else Context(""))
+            out.append(Context(format_context([text]), {"gold_document": probe.doc_id}) if text else Context(""))
         return out
 
 

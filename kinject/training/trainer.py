@@ -327,6 +327,14 @@ def pad_right(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, tor
     return ids, mask
 
 
+def pad_left(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention_mask), both (len(rows), longest row) int64, padded on the left (for generation)."""
+    width = max(len(r) for r in rows)
+    ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in rows], dtype=torch.long)
+    mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], dtype=torch.long)
+    return ids, mask
+
+
 class _Collator:
     """Right-pads a batch; labels are the rows' ``labels`` (default: the inputs), padding masked (-100).
 
