@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     iq.add_argument("index", help="an index directory from 'kinject index build'")
     iq.add_argument("question")
     iq.add_argument("-k", type=int, default=5, help="passages to return (default 5)")
+    iq.add_argument("--mode", choices=["dense", "bm25", "hybrid"], default="dense",
+                    help="dense (the index's embedder), bm25 over its chunks, or both fused (default dense)")
 
     tp = sub.add_parser("train-paraphraser", help="train a LaPael latent paraphraser for the model (model=...)",
                         epilog="Settings: the lapael.* keys (configs/default.yaml). " + EPILOG)
@@ -284,6 +286,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from kinject.retrieval.embedder import Embedder
     from kinject.retrieval.index import PassageIndex, read_index_meta
+    from kinject.retrieval.lexical import LexicalIndex
     from kinject.retrieval.retriever import Retriever, build_index, check_retrieval_config, load_embedder
 
     if args.index_command == "build":
@@ -306,7 +309,10 @@ def cmd_index(args: argparse.Namespace) -> int:
     path = Path(args.index)
     built_by = read_index_meta(path)["embedder"]
     embedder = Embedder(built_by["name"], built_by["query_prefix"], built_by["passage_prefix"])
-    retriever = Retriever(embedder, PassageIndex.load(path, expect=embedder.describe()))
+    index = PassageIndex.load(path, expect=embedder.describe())
+    lexical = LexicalIndex(index.chunks) if args.mode != "dense" else None
+    retriever = Retriever(embedder, index if args.mode != "bm25" else None, lexical, args.mode,
+                          chunking=index.meta["chunking"])
     for hit in retriever.search([args.question], args.k)[0]:
         c = hit.chunk
         print(f"{hit.rank:>3}  {hit.score:.4f}  {c.doc_id} [{c.start}:{c.end}]  {c.text}")

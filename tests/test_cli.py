@@ -52,6 +52,10 @@ def test_index_build_then_query_prints_scored_passages(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 2 and lines[0].split()[0] == "1" and first["doc_id"] in lines[0]
     assert float(lines[0].split()[1]) >= float(lines[1].split()[1])
+    for mode in ("bm25", "hybrid"):  # the saved chunks ranked lexically, or both rankings fused
+        assert main(["index", "query", str(out), first["text"], "-k", "2", "--mode", mode]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert len(lines) == 2 and first["doc_id"] in lines[0], mode
 
 
 def test_inject_rag_then_eval_with_its_index(tiny_model_dir, tmp_path, capsys):

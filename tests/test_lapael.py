@@ -177,6 +177,12 @@ def test_train_paraphraser_then_inject_with_it(tmp_path, tiny_model_dir, capsys)
     assert main([*args[:3], str(again), *args[4:]]) == 0
     assert json.loads((again / "paraphraser.json").read_text())["training"]["step_losses"] == \
         meta["training"]["step_losses"]
+    # the mask heads' own rate leaves the noise networks' training untouched (disjoint parameters)
+    fast_mask = tmp_path / "para-mask-lr"
+    assert main([*args[:3], str(fast_mask), *args[4:], "lapael.mask_lr=0.1"]) == 0
+    base, fast = para.state_dict(), load_paraphraser(fast_mask).state_dict()
+    assert all(torch.equal(base[k], fast[k]) for k in base if ".mask." not in k)
+    assert any(not torch.equal(base[k], fast[k]) for k in base if ".mask." in k)
     model_out = tmp_path / "model"
     assert main(["inject", "--method", "lapael", "--out", str(model_out), f"model={tiny_model_dir}",
                  f"lapael.paraphraser={out}", "train.epochs=1", "train.progress=false", *SMALL_WORLD]) == 0

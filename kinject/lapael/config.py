@@ -17,7 +17,8 @@ class LapaelConfig:
     - ``kl_layers``: hidden-state outputs the loss compares (indices of ``output_hidden_states``,
       0 = embeddings; ``None`` = the upper half, layers n/2..n);
     - ``copies``: perturbed copies per sentence; ``epochs``, ``batch_size`` (sentences), ``lr``
-      (AdamW, constant), ``max_grad_norm``;
+      (AdamW, constant), ``max_grad_norm``; ``mask_lr``: the mask heads' own rate (None: ``lr``;
+      the two losses train disjoint parameters, so it leaves the noise networks' training alone);
     - ``std_floor``: predicted std is clamped to at least this, and target std below it is replaced
       by the (detached) predicted std;
     - ``mask_temperature``: of the relaxed-Bernoulli token mask; ``mask_ratio``: the share of
@@ -45,6 +46,7 @@ class LapaelConfig:
     epochs: int = 10
     batch_size: int = 16
     lr: float = 1e-3
+    mask_lr: float | None = None
     max_grad_norm: float = 1.0
     std_floor: float = 0.1
     mask_temperature: float = 0.1
@@ -60,7 +62,8 @@ class LapaelConfig:
 
     CHECKS: ClassVar[dict[str, Check]] = {
         "layers": layer_spec, "kl_layers": layer_spec, "copies": at_least(2), "epochs": at_least(1),
-        "batch_size": at_least(1), "lr": positive, "max_grad_norm": positive, "std_floor": positive,
+        "batch_size": at_least(1), "lr": positive, "mask_lr": positive,
+        "max_grad_norm": positive, "std_floor": positive,
         "mask_temperature": positive, "mask_ratio": fraction, "mask_weight": at_least(0),
         "mask_loss": one_of("row", "row_free", "pooled"), "sentence": one_of("whole", "to_answer"),
         "patience": at_least(1), "paraphrases": at_least(2),

@@ -132,9 +132,11 @@ def train_paraphraser(model, pad_id: int, sentences: Sequence[TrainingSentence],
     model.eval()
     device = compute_device()
     para = place(LatentParaphraser(model.config.hidden_size, layers, cfg.mask_temperature))
-    opt = torch.optim.AdamW(para.parameters(), lr=cfg.lr, weight_decay=0.0)
-    masks_only = [p for name, p in para.named_parameters() if ".mask." in name]
-    groups = [[p for name, p in para.named_parameters() if ".mask." not in name], masks_only]
+    groups = [[p for name, p in para.named_parameters() if ".mask." not in name],
+              [p for name, p in para.named_parameters() if ".mask." in name]]
+    mask_lr = cfg.lr if cfg.mask_lr is None else cfg.mask_lr
+    opt = torch.optim.AdamW([{"params": groups[0], "lr": cfg.lr}, {"params": groups[1], "lr": mask_lr}],
+                            weight_decay=0.0)
     perturbation = para.perturbation()
     result = ParaphraserTraining(para)
     order = list(range(len(sentences)))

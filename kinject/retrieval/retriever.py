@@ -24,6 +24,10 @@ from kinject.evaluation.runner import Context
 from kinject.retrieval.chunking import CHUNKINGS, Chunk, check_chunking, chunk_documents, split_long_chunks
 from kinject.retrieval.embedder import DEFAULT_EMBEDDER, Embedder, resolve_embedder_path
 from kinject.retrieval.index import Hit, PassageIndex, read_index_meta
+from kinject.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
+from kinject.retrieval.rerank import Reranker, resolve_reranker_path
+
+MODES = ("dense", "bm25", "hybrid")
 
 
 @dataclass
@@ -37,6 +41,11 @@ class RetrievalConfig:
     ivf_threshold: at this many chunks or more the index is IVF-flat (``nprobe`` lists searched)
     instead of exact. index: a directory from ``kinject index build`` to use instead of indexing
     the corpus. cache: reuse embeddings stored under the kinject cache (keyed by content hash).
+    mode: ``dense`` (the embedder and FAISS), ``bm25`` (lexical, :mod:`kinject.retrieval.lexical`;
+    nothing is embedded) or ``hybrid`` (both rankings, each ``candidates`` deep, fused by reciprocal
+    rank fusion with constant ``rrf_constant``). rerank: a cross-encoder directory (or cached hub
+    id; :mod:`kinject.retrieval.rerank`) that reorders the first stage's ``candidates`` best
+    chunks and keeps ``k`` (None: no reranking).
     """
 
     embedder: str = DEFAULT_EMBEDDER
@@ -52,8 +61,13 @@ class RetrievalConfig:
     index: str | None = None
     cache: bool = True
     progress: bool = True
+    mode: str = "dense"
+    candidates: int = 20
+    rrf_constant: int = 60
+    rerank: str | None = None
 
     CHECKS: ClassVar[dict[str, Check]] = {
+        "mode": one_of(*MODES), "candidates": at_least(1), "rrf_constant": at_least(0),
         "k": at_least(1), "chunking": one_of(*CHUNKINGS), "chunk_tokens": at_least(1), "chunk_overlap": at_least(0),
         "ivf_threshold": at_least(1), "nprobe": at_least(1), "batch_size": at_least(1)}
 
@@ -64,6 +78,8 @@ def check_retrieval_config(cfg: RetrievalConfig) -> None:
     check_section(cfg, "retrieval")
     check_chunking(cfg.chunking, cfg.chunk_tokens, cfg.chunk_overlap)
     resolve_embedder_path(cfg.embedder)
+    if cfg.rerank is not None:
+        resolve_reranker_path(cfg.rerank)
     if cfg.index is not None:
         path = Path(cfg.index).expanduser()
         built_by = read_index_meta(path)["embedder"]
@@ -80,45 +96,93 @@ def load_embedder(cfg: RetrievalConfig) -> Embedder:
                     cache_dir() / "embeddings" if cfg.cache else None)
 
 
-def build_index(documents: Sequence[Document], cfg: RetrievalConfig, embedder: Embedder) -> PassageIndex:
-    """Chunk ``documents``, embed the chunks (cached), and index them."""
+def corpus_chunks(documents: Sequence[Document], cfg: RetrievalConfig, embedder: Embedder
+                  ) -> tuple[list[Chunk], dict[str, Any]]:
+    """``documents`` cut as ``cfg.chunking`` says, chunks too long for the embedder split to its
+    window; and the chunking's record for the index's meta."""
     if cfg.chunking == "tokens" and cfg.chunk_tokens > embedder.max_tokens:
         raise UserError(f"retrieval.chunk_tokens={cfg.chunk_tokens} exceeds the embedder's limit of "
                         f"{embedder.max_tokens} tokens")
     chunks = chunk_documents(documents, cfg.chunking, cfg.chunk_tokens, cfg.chunk_overlap, embedder.tokenizer)
     chunks, split = split_long_chunks(chunks, documents, embedder.tokenizer, embedder.passage_window())
-    vectors = embedder.encode_passages([c.text for c in chunks], cfg.batch_size, cfg.progress)
-    chunking = {"by": cfg.chunking, "split_to_window": split}
+    chunking: dict[str, Any] = {"by": cfg.chunking, "split_to_window": split}
     if cfg.chunking == "tokens":
         chunking |= {"tokens": cfg.chunk_tokens, "overlap": cfg.chunk_overlap}
+    return chunks, chunking
+
+
+def build_index(documents: Sequence[Document], cfg: RetrievalConfig, embedder: Embedder) -> PassageIndex:
+    """Chunk ``documents``, embed the chunks (cached), and index them."""
+    chunks, chunking = corpus_chunks(documents, cfg, embedder)
+    vectors = embedder.encode_passages([c.text for c in chunks], cfg.batch_size, cfg.progress)
     return PassageIndex.build(chunks, vectors, embedder=embedder.describe(), chunking=chunking,
                               ivf_threshold=cfg.ivf_threshold, nprobe=cfg.nprobe)
 
 
 class Retriever:
-    """An embedder and an index built with it: questions in, ranked chunks out."""
+    """Questions in, ranked chunks out: dense (``embedder`` and ``index``), BM25 (``lexical``), or
+    both fused (``mode``; see :class:`RetrievalConfig`), then optionally reranked by a cross-encoder
+    over the first stage's ``candidates`` best. ``chunking`` is the chunks' record."""
 
-    def __init__(self, embedder: Embedder, index: PassageIndex) -> None:
+    def __init__(self, embedder: Embedder, index: PassageIndex | None, lexical: LexicalIndex | None = None,
+                 mode: str = "dense", candidates: int = 20, rrf_constant: int = 60,
+                 chunking: dict[str, Any] | None = None, reranker: Reranker | None = None) -> None:
+        if (index is None and mode != "bm25") or (lexical is None and mode != "dense"):
+            raise ValueError(f"retrieval mode {mode!r} needs {'a dense' if index is None else 'a BM25'} index")
         self.embedder = embedder
         self.index = index
+        self.lexical = lexical
+        self.mode = mode
+        self.candidates = candidates
+        self.rrf_constant = rrf_constant
+        self.reranker = reranker
+        self.chunking = chunking if chunking is not None else index.meta["chunking"]
+        self.chunks = index.chunks if index is not None else lexical.chunks
+
+    def _dense(self, questions: Sequence[str], k: int, batch_size: int) -> list[list[Hit]]:
+        return self.index.search(self.embedder.encode_queries(questions, batch_size), k)
 
     def search(self, questions: Sequence[str], k: int, batch_size: int = 64) -> list[list[Hit]]:
-        return self.index.search(self.embedder.encode_queries(questions, batch_size), k)
+        """Up to ``k`` hits per question, best first (``Hit.score``: cosine, BM25 score, fused sum
+        or the reranker's score)."""
+        if self.reranker is None:
+            return self._first_stage(questions, k, batch_size)
+        first = self._first_stage(questions, max(k, self.candidates), batch_size)
+        return self.reranker.rerank(questions, first, k)
+
+    def _first_stage(self, questions: Sequence[str], k: int, batch_size: int) -> list[list[Hit]]:
+        if self.mode == "dense":
+            return self._dense(questions, k, batch_size)
+        if self.mode == "bm25":
+            return self.lexical.search(questions, k)
+        depth = max(k, self.candidates)
+        dense, lexical = self._dense(questions, depth, batch_size), self.lexical.search(questions, depth)
+        return [reciprocal_rank_fusion([d, w], k, self.rrf_constant) for d, w in zip(dense, lexical)]
 
 
 def open_retriever(documents: Sequence[Document], cfg: RetrievalConfig, out: Path | None
                    ) -> tuple[Retriever, float]:
     """The retriever for a run: ``cfg.index`` if given, else a fresh index of ``documents``
-    (saved to ``out`` when given). Returns it and the seconds spent building/opening it."""
+    (saved to ``out`` when given; in ``bm25`` mode nothing is embedded and nothing saved). Returns
+    it and the seconds spent building/opening it."""
     start = time.perf_counter()
     embedder = load_embedder(cfg)
+    index, lexical, chunking = None, None, None
     if cfg.index is not None:
         index = PassageIndex.load(Path(cfg.index).expanduser(), expect=embedder.describe())
+        chunking = index.meta["chunking"]
+    elif cfg.mode == "bm25":
+        chunks, chunking = corpus_chunks(documents, cfg, embedder)
     else:
         index = build_index(documents, cfg, embedder)
         if out is not None:
             index.save(out, replace=True)
-    return Retriever(embedder, index), time.perf_counter() - start
+    if cfg.mode != "dense":
+        lexical = LexicalIndex(index.chunks if index is not None else chunks)
+    reranker = Reranker(cfg.rerank) if cfg.rerank is not None else None
+    retriever = Retriever(embedder, index if cfg.mode != "bm25" else None, lexical, cfg.mode, cfg.candidates,
+                          cfg.rrf_constant, chunking, reranker)
+    return retriever, time.perf_counter() - start
 
 
 def _contains(chunk: Chunk, doc_id: str, start: int, end: int) -> bool:
@@ -199,7 +263,15 @@ def format_passages(hits: Sequence[Hit]) -> str:
 
 def describe(cfg: RetrievalConfig, retriever: Retriever) -> dict[str, Any]:
     """What a run records about its retriever."""
-    return {"k": cfg.k, "embedder": retriever.embedder.describe(), "index": retriever.index.meta["index"],
-            "chunking": retriever.index.meta["chunking"], "chunks": len(retriever.index.chunks),
-            "index_dir": cfg.index}
+    record = {"k": cfg.k, "mode": retriever.mode, "chunking": retriever.chunking,
+              "chunks": len(retriever.chunks), "index_dir": cfg.index}
+    if retriever.index is not None:
+        record |= {"embedder": retriever.embedder.describe(), "index": retriever.index.meta["index"]}
+    if retriever.mode == "hybrid":
+        record |= {"rrf_constant": retriever.rrf_constant}
+    if retriever.mode == "hybrid" or retriever.reranker is not None:
+        record |= {"candidates": retriever.candidates}
+    if retriever.reranker is not None:
+        record |= {"rerank": retriever.reranker.describe()}
+    return record
 
