@@ -107,7 +107,7 @@ def test_the_reranker_keeps_the_k_best_candidates_by_its_score(tiny_cross_encode
     retriever.reranker = reranker
     question = "was marlow born in tryjae"
     hits = retriever.search([question, question], k=2)
-    assert [h.chunk.doc_id for h in hits[0]] == ["c", "a"] == [h.chunk.doc_id for h in hits[1]]  # 5 words, then 1 ("in")
+    assert [h.chunk.doc_id for h in hits[0]] == ["c", "a"] == [h.chunk.doc_id for h in hits[1]]  # 5 words, 1
     assert [h.rank for h in hits[0]] == [1, 2] and hits[0][0].score == 5.0
     assert describe(cfg, retriever)["rerank"]["path"] == str(tiny_cross_encoder)
 
@@ -119,7 +119,7 @@ def test_a_missing_or_multi_label_reranker_is_one_line(tiny_cross_encoder, tmp_p
     from kinject.retrieval.rerank import Reranker
     from kinject.retrieval.retriever import check_retrieval_config
 
-    with pytest.raises(UserError, match="retrieval.rerank: .*nope.* not a model directory"):
+    with pytest.raises(UserError, match=r"retrieval\.rerank: .*nope.* not a model directory"):
         check_retrieval_config(RetrievalConfig(rerank=str(tmp_path / "nope")))
     two = BertForSequenceClassification.from_pretrained(tiny_cross_encoder, num_labels=2,
                                                         ignore_mismatched_sizes=True)
