@@ -11,6 +11,7 @@
     kinject self-sample QUERIES --out FILE [--config FILE] [key=value ...]
     kinject questions CORPUS --out FILE [--demonstrations] [--config FILE] [--seed S] [key=value ...]
     kinject report DIR
+    kinject compare DIR [DIR ...] [--pair A,B ...] [--markdown]
     kinject methods
 
 Bad input prints one line ``kinject: error: ...`` and exits with code 2.
@@ -135,6 +136,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "no cell; results.json is first merged from the cells several workers wrote")
     rp.add_argument("dir", help="a run or sweep directory written by 'kinject bench'")
 
+    cp = sub.add_parser("compare", help="finished runs side by side: their cells merged by seed (every shared seed "
+                        "must have the same corpus), and paired differences between any two methods they hold; a "
+                        "method several runs hold is named <run dir name>/<method>")
+    cp.add_argument("dirs", nargs="+", help="run directories written by 'kinject bench' (with results.json)")
+    cp.add_argument("--pair", action="append", default=[], metavar="A,B",
+                    help="print A minus B per seed, mean ± standard error over the seeds both ran (repeatable)")
+    cp.add_argument("--markdown", action="store_true", help="Markdown tables instead of fixed-width ones")
+
     sub.add_parser("methods", help="list the registered methods and modifiers")
     return parser
 
@@ -221,6 +230,19 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(f"wrote {Path(args.dir) / 'results.json'} (merged from its cells)")
     for path in rerender(Path(args.dir)):
         print(f"wrote {path}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from kinject.report.compare import compare_runs, format_comparison
+
+    pairs = []
+    for pair in args.pair:
+        a, comma, b = pair.partition(",")
+        if not comma or not a or not b or "," in b:
+            raise UserError(f"compare: --pair {pair!r}: expected two method names, A,B")
+        pairs.append((a, b))
+    print(format_comparison(compare_runs([Path(d) for d in args.dirs], pairs), markdown=args.markdown))
     return 0
 
 
@@ -431,7 +453,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 COMMANDS = {"bench": cmd_bench, "inject": cmd_inject, "eval": cmd_eval, "index": cmd_index,
             "train-paraphraser": cmd_train_paraphraser, "paraphrase": cmd_paraphrase, "questions": cmd_questions,
-            "self-sample": cmd_self_sample, "report": cmd_report, "methods": cmd_methods}
+            "self-sample": cmd_self_sample, "report": cmd_report, "compare": cmd_compare, "methods": cmd_methods}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

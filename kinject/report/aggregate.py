@@ -46,43 +46,51 @@ def _measures(cell: dict[str, Any]) -> dict[str, float]:
     return {**cell["metrics"], **cell["cost"]}
 
 
+def paired_difference(a: dict[Any, dict[str, Any]], b: dict[Any, dict[str, Any]],
+                      **extra: Any) -> dict[str, Any] | None:
+    """The per-seed difference (a minus b) of each metric and cost both cells have, over the seeds
+    both ran ({seed: cell} each), with its mean and standard error (paired by seed, so the world's
+    difficulty cancels); None when they share no seed."""
+    seeds = sorted(set(a) & set(b), key=int)
+    if not seeds:
+        return None
+    rows = [(_measures(a[s]), _measures(b[s])) for s in seeds]
+    keys = sorted(set.intersection(*(set(x) & set(y) for x, y in rows)))
+    diffs = {k: [x[k] - y[k] for x, y in rows] for k in keys}
+    return {**extra, "seeds": [int(s) for s in seeds],
+            "mean": {k: mean(v) for k, v in diffs.items()}, "stderr": {k: stderr(v) for k, v in diffs.items()}}
+
+
 def paired_comparisons(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """For every ``X+mod`` run beside ``X``: the per-seed difference (X+mod minus X) of each metric
-    and cost both have, over the seeds both ran, with its mean and standard error (paired by seed,
-    so the world's difficulty cancels)."""
+    """For every ``X+mod`` run beside ``X``: :func:`paired_difference` of X+mod against X."""
     out: dict[str, dict[str, Any]] = {}
     for name in methods:
         inner, plus, mod = name.rpartition("+")
         if not plus or inner not in methods:
             continue
-        seeds = sorted(set(methods[name]["per_seed"]) & set(methods[inner]["per_seed"]), key=int)
-        if not seeds:
-            continue
-        rows = [(_measures(methods[name]["per_seed"][s]), _measures(methods[inner]["per_seed"][s])) for s in seeds]
-        keys = sorted(set.intersection(*(set(a) & set(b) for a, b in rows)))
-        diffs = {k: [a[k] - b[k] for a, b in rows] for k in keys}
-        out[name] = {"against": inner, "modifier": mod, "seeds": [int(s) for s in seeds],
-                     "mean": {k: mean(v) for k, v in diffs.items()}, "stderr": {k: stderr(v) for k, v in diffs.items()}}
+        diff = paired_difference(methods[name]["per_seed"], methods[inner]["per_seed"], against=inner, modifier=mod)
+        if diff is not None:
+            out[name] = diff
     return out
+
+
+def method_entry(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
+    """One method's entry of results.json from its cells {seed: cell}: the seeds, the mean and
+    standard error of every metric and cost all its cells have, and the cells."""
+    seeds = sorted(per_seed)
+    measures = [_measures(per_seed[s]) for s in seeds]
+    keys = sorted({k for m in measures for k in m})
+    series = {k: [m.get(k) for m in measures] for k in keys}
+    series = {k: v for k, v in series.items() if all(x is not None for x in v)}
+    return {"seeds": seeds, "mean": {k: mean(v) for k, v in series.items()},
+            "stderr": {k: stderr(v) for k, v in series.items()}, "per_seed": {str(s): per_seed[s] for s in seeds}}
 
 
 def build_results(cells: dict[str, dict[int, dict[str, Any]]], *, config: dict[str, Any], model: dict[str, str],
                   data: dict[str, Any]) -> dict[str, Any]:
     """Aggregate cells {method: {seed: cell}} into the results document."""
     add_relative_retention(cells)
-    methods = {}
-    for name, per_seed in cells.items():
-        seeds = sorted(per_seed)
-        measures = [_measures(per_seed[s]) for s in seeds]
-        keys = sorted({k for m in measures for k in m})
-        series = {k: [m.get(k) for m in measures] for k in keys}
-        series = {k: v for k, v in series.items() if all(x is not None for x in v)}
-        methods[name] = {
-            "seeds": seeds,
-            "mean": {k: mean(v) for k, v in series.items()},
-            "stderr": {k: stderr(v) for k, v in series.items()},
-            "per_seed": {str(s): per_seed[s] for s in seeds},
-        }
+    methods = {name: method_entry(per_seed) for name, per_seed in cells.items()}
     all_seeds = sorted({s for per_seed in cells.values() for s in per_seed})
     comparisons = paired_comparisons(methods)
     return {

@@ -51,6 +51,21 @@ def _require(path: Path, doc: dict[str, Any], keys: tuple[str, ...]) -> None:
         raise UserError(f"{path}: missing key {missing[0]!r} (not a kinject results file?)")
 
 
+RESULTS_KEYS = ("methods", "seeds", "data", "model", "versions", "normalisation")
+
+
+def read_results(directory: Path) -> dict[str, Any]:
+    """The results.json of a finished run directory, checked to be one."""
+    path = directory / "results.json"
+    if not directory.is_dir():
+        raise UserError(f"{directory}: no such directory")
+    if not path.is_file():
+        raise UserError(f"{directory}: holds no results.json (not a finished kinject run)")
+    results = _read_json(path)
+    _require(path, results, RESULTS_KEYS)
+    return results
+
+
 def rerender(directory: Path) -> list[Path]:
     """Write the reports of a run directory (from results.json) or a sweep directory (from
     sweep.json, and each point's run directory from its own results.json)."""
@@ -66,7 +81,5 @@ def rerender(directory: Path) -> list[Path]:
                 written += rerender(directory / point["dir"])
         return [*written, *write_sweep_reports(directory, summary)]
     if results_file.is_file():
-        results = _read_json(results_file)
-        _require(results_file, results, ("methods", "seeds", "data", "model", "versions", "normalisation"))
-        return write_run_reports(directory, results)
+        return write_run_reports(directory, read_results(directory))
     raise UserError(f"{directory}: holds no results.json or sweep.json (not a finished kinject run or sweep)")
