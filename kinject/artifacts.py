@@ -7,6 +7,7 @@ import contextlib
 import functools
 import glob
 import hashlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -110,6 +111,28 @@ def atomic_file(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def package_data_files(parts: tuple[tuple[str, str], ...], owner: str, pip: str) -> list[Path]:
+    """The files of data packages (``(module name, file under it)`` pairs, in order), located
+    with ``importlib.util.find_spec``, never imported; a missing package is a UserError naming
+    ``owner`` and the ``pip`` command that installs it."""
+    files = []
+    for package, fname in parts:
+        spec = importlib.util.find_spec(package)
+        if spec is None or spec.origin is None:
+            raise UserError(f"{owner}: the package {package!r} is not installed ({pip})")
+        files.append(Path(spec.origin).parent / fname)
+    return files
+
+
+def join_files(parts: list[Path], out: Path) -> Path:
+    """Write the bytes of ``parts``, in order, to ``out`` (a file split over packages)."""
+    with out.open("wb") as fh:
+        for part in parts:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, fh, 1 << 24)
+    return out
 
 
 @contextlib.contextmanager

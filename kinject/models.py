@@ -10,14 +10,12 @@ is cached as safetensors under the user cache dir, so later loads take about a s
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from kinject.artifacts import staged_directory
+from kinject.artifacts import join_files, package_data_files, staged_directory
 from kinject.data.jsonl import read_json
 from kinject.errors import UserError
 
@@ -67,29 +65,11 @@ class LoadedModel:
     path: str  # the directory the weights were loaded from
 
 
-def _embedded_parts(name: str) -> list[Path]:
-    """The files of an embedded model's GGUF, in order; a missing package is a UserError."""
-    embedded = EMBEDDED[name]
-    files = []
-    for package, fname in embedded.parts:
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
-            raise UserError(f"model {name!r}: the package {package!r} is not installed ({embedded.pip})")
-        files.append(Path(spec.origin).parent / fname)
-    return files
-
-
 def _embedded_gguf(name: str, scratch: Path) -> Path:
     """The GGUF file of an embedded model: the package's own file, or its parts joined in ``scratch``."""
-    parts = _embedded_parts(name)
-    if len(parts) == 1:
-        return parts[0]
-    joined = scratch / f"{name}.gguf"
-    with joined.open("wb") as out:
-        for part in parts:
-            with part.open("rb") as fh:
-                shutil.copyfileobj(fh, out, 1 << 24)
-    return joined
+    embedded = EMBEDDED[name]
+    parts = package_data_files(embedded.parts, f"model {name!r}", embedded.pip)
+    return parts[0] if len(parts) == 1 else join_files(parts, scratch / f"{name}.gguf")
 
 
 def _convert_gguf(gguf: Path, out: Path) -> None:

