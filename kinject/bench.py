@@ -48,10 +48,11 @@ from kinject.report.files import write_run_reports
 from kinject.training.trainer import check_sharded_launch, training_arguments
 
 
-def _identity(config: Any) -> Any:
-    """A loaded config.yaml as a run's identity: the display settings (``progress``) left out."""
+def _identity(config: Any, top: bool = True) -> Any:
+    """A loaded config.yaml as a run's identity: the display settings (``progress`` anywhere, the
+    ``report`` section) left out."""
     if isinstance(config, dict):
-        return {k: _identity(v) for k, v in config.items() if k != "progress"}
+        return {k: _identity(v, False) for k, v in config.items() if k != "progress" and not (top and k == "report")}
     return config
 
 

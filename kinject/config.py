@@ -32,6 +32,7 @@ from kinject.generation.self_sample import DeliaConfig
 from kinject.hardware import DTYPES
 from kinject.lapael.config import LapaelConfig
 from kinject.models import DEFAULT_MODEL
+from kinject.report.frontier import ReportConfig
 from kinject.retrieval.retriever import RetrievalConfig
 from kinject.training.perturb import NoiseConfig
 from kinject.training.trainer import TrainConfig
@@ -85,6 +86,7 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
     save_models: bool = False
     save_merged: bool = False
 

@@ -77,6 +77,9 @@ def test_a_different_config_is_refused_and_nothing_is_overwritten(tiny_model_dir
     config = (out / "config.yaml").read_text()
     bench.run_bench(_cfg(tiny_model_dir, "methods=[base]", "eval.progress=true"), out, log=lambda m: None)
     assert (out / "config.yaml").read_text() == config  # progress bars are no part of a run: it resumed
+    bench.run_bench(_cfg(tiny_model_dir, "methods=[base]", "report.min_retention=0.5"), out, log=lambda m: None)
+    assert (out / "config.yaml").read_text() == config  # nor is the report's threshold, which the results take
+    assert json.loads((out / "results.json").read_text())["config"]["report"] == {"min_retention": 0.5}
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")

@@ -96,11 +96,12 @@ def bar_chart(methods: dict[str, dict[str, Any]], title: str, key: str) -> Any |
 
 
 def scatter_chart(methods: dict[str, dict[str, Any]], x: tuple[str, str], y: tuple[str, str],
-                  x_unit_interval: bool) -> Any | None:
+                  x_unit_interval: bool, frontier: list[str] | None = None) -> Any | None:
     """One point per method with both measures, its standard errors as a cross; each point labelled
     with its method's name (no legend to look up).
 
     ``x_unit_interval``: the x measure lies in [0, 1] (retention) rather than being a cost.
+    ``frontier``: methods of the Pareto set, ringed and joined by a dashed line.
     """
     plt = pyplot()
     styles = method_styles(list(methods))
@@ -116,6 +117,11 @@ def scatter_chart(methods: dict[str, dict[str, Any]], x: tuple[str, str], y: tup
         ax.errorbar([xs], [ys], xerr=spread(e, x_key), yerr=spread(e, y_key), fmt=marker, color=colour,
                     markersize=7, capsize=3, label=m, clip_on=False)
         ax.annotate(m, (xs, ys), textcoords="offset points", xytext=(6, 5), fontsize="x-small", color=colour)
+    on = sorted((m for m in frontier or [] if m in names), key=lambda m: methods[m]["mean"][x_key])
+    if on:
+        fx, fy = [methods[m]["mean"][x_key] for m in on], [methods[m]["mean"][y_key] for m in on]
+        ax.plot(fx, fy, "--", color="0.4", linewidth=1, label="Pareto set", zorder=0)
+        ax.scatter(fx, fy, s=160, facecolors="none", edgecolors="0.2", linewidths=1, zorder=3)
     ax.set_ylim(0, 1.05)
     if x_unit_interval:
         ax.set_xlim(0, 1.05)
@@ -125,7 +131,8 @@ def scatter_chart(methods: dict[str, dict[str, Any]], x: tuple[str, str], y: tup
     ax.set_xlabel(x_title)
     ax.set_ylabel(y_title)
     ax.grid(alpha=0.3)
-    ax.set_title(f"{y_title} against {x_title}\n{error_note([methods[m] for m in names])}", fontsize="small")
+    ringed = "; ringed: the Pareto set" if on else ""
+    ax.set_title(f"{y_title} against {x_title}\n{error_note([methods[m] for m in names])}{ringed}", fontsize="small")
     fig.tight_layout()
     return fig
 

@@ -17,11 +17,13 @@ import io
 from typing import Any
 
 from kinject.report import charts
+from kinject.report.frontier import frontier_points, pareto_set
 from kinject.report.render import (
     comparison_rows,
     corpus_line,
     per_seed_rows,
     precision_line,
+    recommendation_line,
     seeds_line,
     sweep_rows,
     table_rows,
@@ -44,6 +46,7 @@ td span.se { display: block; font-size: .8em; color: #666; font-weight: normal; 
 figure.chart { margin: 0; }
 figure.chart figcaption { font-size: .85em; color: #555; max-width: 32em; }
 p.note { font-size: .88em; color: #555; max-width: 60em; }
+p.advice { font-weight: 600; max-width: 60em; }
 """
 
 # Columns whose best (largest) mean is set in bold: accuracies on the injected facts and retention,
@@ -118,11 +121,14 @@ def trade_off_charts(methods: dict[str, dict[str, Any]]) -> list[str]:
     if best is None:
         return []
     out = []
-    fig = charts.scatter_chart(methods, charts.RETENTION, best, x_unit_interval=True)
+    found = frontier_points(methods)
+    fig = charts.scatter_chart(methods, charts.RETENTION, best, x_unit_interval=True,
+                               frontier=pareto_set(found[2]) if found else None)
     if fig is not None:
         out.append(figure_html(fig, f"scatter: {best[0]} against retention",
                                f"{best[0]} on the injected facts against general knowledge kept: the best methods "
-                               "sit top right."))
+                               "sit top right; the ringed ones, joined by the dashed line, are the Pareto set (no "
+                               "other method is as good on both)."))
     fig = charts.scatter_chart(methods, charts.COST, best, x_unit_interval=False)
     if fig is not None:
         out.append(figure_html(fig, f"scatter: {best[0]} against training time",
@@ -165,6 +171,7 @@ def run_html(results: dict[str, Any]) -> str:
         "</ul>",
         "<h2>Results</h2>",
         table_html(*table_rows(results)),
+        *([f'<p class="advice">{html.escape(advice)}</p>'] if (advice := recommendation_line(results)) else []),
         f'<p class="note">{DEFINITIONS}</p>',
     ]
     header, rows = comparison_rows(results)

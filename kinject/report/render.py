@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from kinject.report.frontier import MIN_RETENTION, recommendation
+
 # (column title, metric key, format): a column is shown when any method has the metric.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("MCQ acc", "mcq.acc", "{:.3f}"),
@@ -88,9 +90,19 @@ def fixed_width(header: list[str], rows: list[list[str]]) -> list[str]:
     return [line(header), line(["-" * w for w in widths]), *map(line, rows)]
 
 
+def recommendation_line(results: dict[str, Any]) -> str | None:
+    """The frontier's recommendation (:mod:`kinject.report.frontier`) at the run's ``report.min_retention``."""
+    threshold = (results.get("config") or {}).get("report", {}).get("min_retention", MIN_RETENTION)
+    return recommendation(results["methods"], threshold)
+
+
 def format_table(results: dict[str, Any]) -> str:
-    """A fixed-width table for the terminal, the seeds and precision lines, then any paired comparisons."""
+    """A fixed-width table for the terminal, the seeds and precision lines, the recommendation,
+    then any paired comparisons."""
     out = [*fixed_width(*table_rows(results)), seeds_line(results), precision_line(results)]
+    advice = recommendation_line(results)
+    if advice:
+        out.append(advice)
     header, rows = comparison_rows(results)
     if rows:
         out += ["", *fixed_width(header, rows)]
@@ -138,6 +150,7 @@ def report_markdown(results: dict[str, Any]) -> str:
         "",
         markdown_table(*table_rows(results)),
         "",
+        *([f"**{advice}**", ""] if (advice := recommendation_line(results)) else []),
         "Accuracy (QA, cloze, retention) is token recall of the gold answer > 0.7; MCQ acc is the argmax of summed",
         "log-likelihood over the choices, acc_norm of log-likelihood per byte. Per-probe prompts, predictions and",
         "scores are in `samples/<method>-seed<seed>.jsonl`; every figure is in `results.json`. recall@k: share of QA",
