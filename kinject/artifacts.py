@@ -8,6 +8,7 @@ import functools
 import glob
 import hashlib
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -24,6 +25,18 @@ def _hash_file(h: Any, path: Path) -> None:
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
+
+
+def model_fingerprint(path: str) -> str:
+    """sha256 (16 hex digits) of a model directory's config and weight files' names and sizes,
+    and of config.json's text: cheap at any model size (a hub id: the id itself)."""
+    root = Path(path)
+    if not root.is_dir():
+        return path
+    files = sorted(p for p in root.iterdir() if p.suffix in (".json", ".safetensors", ".bin"))
+    blob = json.dumps([(p.name, p.stat().st_size, p.read_text(encoding="utf-8") if p.name == "config.json" else "")
+                       for p in files])
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def file_sha256(path: Path) -> str:

@@ -34,13 +34,23 @@ from kinject.artifacts import check_writable, remove_stale_temporaries
 from kinject.checks import check_section
 from kinject.claims import held, try_claim
 from kinject.config import RunConfig, dump_config, read_config_file
+from kinject.data.builtin.general import general_mcq_probes, general_qa_probes
 from kinject.data.builtin.retention import retention_probes
 from kinject.data.jsonl import atomic_write_text, read_json, write_json, write_jsonl
 from kinject.data.loaders import load_corpus
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
+from kinject.evaluation.drift import BaseReference
 from kinject.evaluation.runner import evaluate
-from kinject.hardware import dtype_name, is_main_process, launch_description, precision, resolve_dtype, world_size
+from kinject.hardware import (
+    dtype_name,
+    is_main_process,
+    launch_description,
+    precision,
+    resolve_bf16,
+    resolve_dtype,
+    world_size,
+)
 from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
 from kinject.models import load_model, resolve_model_path, save_injected
 from kinject.report.aggregate import build_results, flatten_metrics
@@ -108,6 +118,13 @@ def inject(method: str, seed: int, corpus: Corpus, cfg: RunConfig, workdir: Path
     return spec.fn(req)
 
 
+def base_reference(cfg: RunConfig) -> BaseReference | None:
+    """The base model's view of the general text, for eval kind ``general_kl`` (else None)."""
+    if "general_kl" not in cfg.eval.kinds:
+        return None
+    return BaseReference(cfg.model, cfg.model_dtype, cfg.eval.batch_size, resolve_bf16(cfg.eval.bf16))
+
+
 def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
              inner: Injected | None = None) -> tuple[dict[str, Any], Injected]:
     """Inject (see :func:`inject`), evaluate, write samples; return the cell and the result."""
@@ -115,7 +132,8 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
     workdir = out / "models" / cell_name(method, seed)
     injected = inject(method, seed, corpus, cfg, workdir, inner)
     eval_start = time.perf_counter()
-    metrics, samples = evaluate(injected.model, injected.tokenizer, corpus, cfg.eval, injected.context)
+    metrics, samples = evaluate(injected.model, injected.tokenizer, corpus, cfg.eval, injected.context,
+                                base_reference(cfg))
     eval_seconds = time.perf_counter() - eval_start
     write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", samples)
     dtype = next(injected.model.parameters()).dtype
@@ -257,6 +275,10 @@ def check_run(cfg: RunConfig) -> dict[int, Corpus]:
     resolve_model_path(cfg.model)
     if "retention" in cfg.eval.kinds and cfg.eval.retention_file is not None:
         retention_probes(Path(cfg.eval.retention_file).expanduser())
+    for kind, path, load in (("general_qa", cfg.eval.general_qa_file, general_qa_probes),
+                             ("general_mcq", cfg.eval.general_mcq_file, general_mcq_probes)):
+        if kind in cfg.eval.kinds and path is not None:
+            load(Path(path).expanduser())
     if any(get_method(m).trains for m in methods):
         with tempfile.TemporaryDirectory() as tmp:
             training_arguments(cfg.train, tmp, 0, 1)

@@ -269,6 +269,7 @@ def cmd_inject(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from kinject.bench import base_reference
     from kinject.data.jsonl import load_records, write_json, write_jsonl
     from kinject.data.loaders import load_corpus
     from kinject.data.schema import Probe
@@ -294,7 +295,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         check_retrieval_config(cfg.retrieval)
         retriever, _ = open_retriever([], cfg.retrieval, None)
         context = RetrievalContext(retriever, corpus, cfg.retrieval.k, cfg.retrieval.batch_size)
-    metrics, samples = evaluate(loaded.model, loaded.tokenizer, corpus, cfg.eval, context)
+    metrics, samples = evaluate(loaded.model, loaded.tokenizer, corpus, cfg.eval, context, base_reference(cfg))
     for kind, m in metrics.items():
         if isinstance(m, dict):
             print(f"{kind:10s} " + "  ".join(f"{k}={v:.3f}" if k != "n" else f"n={int(v)}" for k, v in m.items()))

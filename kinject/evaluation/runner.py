@@ -5,6 +5,11 @@
 - ``cloze``: the bare sentence prefix, greedy, cut at the first sentence end; same metrics.
 - ``mcq``: the QA header and question, each choice scored by summed log-likelihood (``acc``)
   and by log-likelihood per byte of the choice (``acc_norm``), as lm-evaluation-harness does.
+- The broader retention measure (:mod:`kinject.data.builtin.general`): ``general_qa`` (short
+  answers, as ``retention``) and ``general_mcq`` (multiple choice, as ``mcq``, behind
+  ``retention``'s header) on general-knowledge items the base model gets right, and
+  ``general_kl`` (:mod:`kinject.evaluation.drift`): the KL from the base model's next-token
+  distributions on general text, and the ratio of the text's NLL to the base model's.
 
 A method may supply a ``context`` function (retrieval) that returns, for a batch of probes, the
 text placed before each one (before the question for qa/mcq/retention, before the prefix for
@@ -23,8 +28,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from kinject.checks import Check, at_least, check_section, each_one_of, non_empty, one_of
+from kinject.data.builtin.general import GENERAL_MCQ_FILE, GENERAL_QA_FILE, general_mcq_probes, general_qa_probes
 from kinject.data.builtin.retention import RETENTION_FEWSHOT, RETENTION_FILE, retention_probes
 from kinject.data.schema import PROBE_KINDS, Corpus, Probe
+from kinject.evaluation.drift import BaseReference, drift
 from kinject.evaluation.lm import PrefixLM
 from kinject.evaluation.metrics import NORMALISATION, mean, score_answer
 from kinject.hardware import resolve_bf16
@@ -39,6 +46,8 @@ class Context:
 
 
 ContextFn = Callable[[Sequence[Probe]], list[Context]]
+GENERAL_KINDS: tuple[str, ...] = ("general_qa", "general_mcq", "general_kl")
+EVAL_KINDS: tuple[str, ...] = (*PROBE_KINDS, *GENERAL_KINDS)
 _SENTENCE_END = re.compile(r"(?<=[^\s.]{2})\.(\s|$)")
 
 
@@ -47,7 +56,9 @@ class EvalConfig:
     """What to evaluate and how. ``limit``: at most this many probes per kind (None = all).
 
     ``retention_file``: a JSONL of {question, answer} general-knowledge probes (None = the
-    shipped set the default model answers correctly).
+    shipped set the default model answers correctly). ``general_qa_file`` / ``general_mcq_file``:
+    the same for ``general_qa`` and ``general_mcq`` ({question, answer[, choices]}; None = the
+    shipped sets, selected for the default model).
     """
 
     kinds: list[str] = field(default_factory=lambda: ["qa", "mcq", "cloze", "retention"])
@@ -57,10 +68,12 @@ class EvalConfig:
     bf16: str | bool = "auto"
     limit: int | None = None
     retention_file: str | None = None
+    general_qa_file: str | None = None
+    general_mcq_file: str | None = None
     progress: bool = True
 
     CHECKS: ClassVar[dict[str, Check]] = {
-        "kinds": lambda v: non_empty(v) or each_one_of(*PROBE_KINDS)(v), "batch_size": at_least(1),
+        "kinds": lambda v: non_empty(v) or each_one_of(*EVAL_KINDS)(v), "batch_size": at_least(1),
         "max_new_tokens": at_least(1), "cloze_max_new_tokens": at_least(1), "bf16": one_of("auto", True, False),
         "limit": at_least(1)}
 
@@ -88,7 +101,7 @@ def _answer_records(probes: list[Probe], prompts: list[str], preds: list[str], h
 
 
 def _summarise(kind: str, records: list[dict[str, Any]]) -> dict[str, float]:
-    keys = ("acc", "acc_norm") if kind == "mcq" else ("accuracy", "em", "f1", "recall")
+    keys = ("acc", "acc_norm") if kind in ("mcq", "general_mcq") else ("accuracy", "em", "f1", "recall")
     out = {k: mean([r[k] for r in records]) for k in keys} | {"n": len(records)}
     ranks = [r["gold_rank"] for r in records if "gold_rank" in r]
     if ranks:
@@ -117,7 +130,7 @@ def _mcq_records(lm: PrefixLM, probes: list[Probe], prompts: list[str], header: 
         ll = [s for s, _ in scores]
         norm = [s / max(1, len(c.encode())) for s, c in zip(ll, p.choices)]
         records.append({
-            "probe_id": p.id, "kind": "mcq", "prompt": header + prompt, "choices": p.choices,
+            "probe_id": p.id, "kind": p.kind, "prompt": header + prompt, "choices": p.choices,
             "label": p.label, "loglikelihoods": ll,
             "acc": float(max(range(len(ll)), key=ll.__getitem__) == p.label),
             "acc_norm": float(max(range(len(norm)), key=norm.__getitem__) == p.label),
@@ -128,18 +141,23 @@ def _mcq_records(lm: PrefixLM, probes: list[Probe], prompts: list[str], header: 
 def _probes(corpus: Corpus, kind: str, cfg: EvalConfig) -> list[Probe]:
     if kind == "retention":
         probes = retention_probes(Path(cfg.retention_file) if cfg.retention_file else RETENTION_FILE)
+    elif kind == "general_qa":
+        probes = general_qa_probes(Path(cfg.general_qa_file) if cfg.general_qa_file else GENERAL_QA_FILE)
+    elif kind == "general_mcq":
+        probes = general_mcq_probes(Path(cfg.general_mcq_file) if cfg.general_mcq_file else GENERAL_MCQ_FILE)
     else:
         probes = corpus.probes_of(kind)
     return probes if cfg.limit is None else probes[: cfg.limit]
 
 
-def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: ContextFn | None = None
-             ) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
+def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: ContextFn | None = None,
+             reference: BaseReference | None = None) -> tuple[dict[str, dict[str, float]], list[dict[str, Any]]]:
     """Evaluate ``model`` on ``corpus``'s probes of the kinds in ``cfg.kinds``.
 
     Returns (metrics per probe kind, one record per probe). With ``context``, every prompt
     carries the method's text (retrieved passages) before the question or cloze prefix. Kinds
-    without probes are skipped.
+    without probes are skipped. ``general_kl`` needs the base model's ``reference`` (no context
+    is placed before its text: it measures the weights).
     """
     check_section(cfg, "eval")
     kw = {"batch_size": cfg.batch_size, "bf16": resolve_bf16(cfg.bf16), "progress": cfg.progress}
@@ -147,7 +165,13 @@ def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: Context
     metrics: dict[str, dict[str, float]] = {}
     samples: list[dict[str, Any]] = []
     qa_lm = None
+    r_header = qa_header("Answer the questions.", RETENTION_FEWSHOT)
     for kind in cfg.kinds:
+        if kind == "general_kl":
+            if reference is None:
+                raise ValueError("eval kind general_kl needs the base model's reference")
+            metrics[kind] = drift(model, tokenizer, reference.texts, reference.get(), kw["batch_size"], kw["bf16"])
+            continue
         probes = _probes(corpus, kind, cfg)
         if not probes:
             continue
@@ -163,10 +187,12 @@ def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: Context
             prompts, extras = _with_context(probes, [p.question for p in probes], context)
             raw = PrefixLM(model, tokenizer, "", **kw).generate(prompts, cfg.cloze_max_new_tokens, desc="cloze")
             records = _answer_records(probes, prompts, [_SENTENCE_END.split(x, 1)[0] for x in raw], "")
-        else:  # retention: its own general-knowledge few-shot header
-            r_header = qa_header("Answer the questions.", RETENTION_FEWSHOT)
+        elif kind == "general_mcq":  # retention's general-knowledge header, scored as mcq
             prompts, extras = _with_context(probes, [qa_suffix(p) for p in probes], context)
-            preds = PrefixLM(model, tokenizer, r_header, **kw).generate(prompts, cfg.max_new_tokens, desc="retention")
+            records = _mcq_records(PrefixLM(model, tokenizer, r_header, **kw), probes, prompts, r_header)
+        else:  # retention, general_qa: their own general-knowledge few-shot header
+            prompts, extras = _with_context(probes, [qa_suffix(p) for p in probes], context)
+            preds = PrefixLM(model, tokenizer, r_header, **kw).generate(prompts, cfg.max_new_tokens, desc=kind)
             records = _answer_records(probes, prompts, preds, r_header)
         records = [r | extra for r, extra in zip(records, extras)]
         metrics[kind] = _summarise(kind, records)

@@ -15,11 +15,10 @@ import re
 import sys
 import urllib.parse
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from kinject.artifacts import model_fingerprint
 from kinject.checks import Check, at_least, check_section, non_negative, one_of, open_fraction, positive, seed_range
-from kinject.data.jsonl import read_text
 from kinject.errors import UserError
 from kinject.models import DEFAULT_MODEL
 
@@ -101,16 +100,6 @@ def _sampling(cfg: GenerationConfig) -> dict[str, Any]:
     return {k: getattr(cfg, k) for k in ("temperature", "top_p", "max_new_tokens", "seed")}
 
 
-def _model_fingerprint(path: str) -> str:
-    """sha256 of a model directory's config and weight files' names and sizes (a hub id: the id)."""
-    root = Path(path)
-    if not root.is_dir():
-        return path
-    files = sorted(p for p in root.iterdir() if p.suffix in (".json", ".safetensors", ".bin"))
-    blob = json.dumps([(p.name, p.stat().st_size, read_text(p) if p.name == "config.json" else "") for p in files])
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 @dataclass
 class LocalGenerator:
     """A transformers causal LM with a chat template, sampled in batches (left padding).
@@ -130,7 +119,7 @@ class LocalGenerator:
 
         path = resolve_model_path(self.cfg.model)
         dtype = resolve_dtype("auto") if self.loaded is None else next(self.loaded.model.parameters()).dtype
-        self.fingerprint = json.dumps({"backend": "local", "model": self.cfg.model, "weights": _model_fingerprint(path),
+        self.fingerprint = json.dumps({"backend": "local", "model": self.cfg.model, "weights": model_fingerprint(path),
                                        "dtype": dtype_name(dtype), **_sampling(self.cfg)}, sort_keys=True)
 
     def sample(self, requests: list[Messages], n: int) -> list[Sampled]:
