@@ -33,7 +33,7 @@ import yaml
 from kinject.artifacts import check_writable, remove_stale_temporaries
 from kinject.checks import check_section
 from kinject.claims import held, try_claim
-from kinject.config import RunConfig, dump_config, read_config_file
+from kinject.config import RunConfig, dump_config, load_config
 from kinject.data.builtin.general import general_mcq_probes, general_qa_probes
 from kinject.data.builtin.retention import retention_probes
 from kinject.data.jsonl import atomic_write_text, read_json, write_json, write_jsonl
@@ -66,6 +66,16 @@ def _identity(config: Any, top: bool = True) -> Any:
     return config
 
 
+def _saved_config(path: Path) -> dict[str, Any] | None:
+    """A run's config.yaml with the keys kinject gained since it was written at their defaults
+    (a new key's default keeps the old behaviour), or None if it no longer loads (a key since
+    removed): then it is another config."""
+    try:
+        return yaml.safe_load(dump_config(load_config(path)))
+    except UserError:
+        return None
+
+
 def _started(out: Path) -> bool:
     """Whether a run directory holds work: a finished cell, or a unit some worker claimed."""
     return any((out / d).is_dir() and any(not p.name.startswith(".") for p in (out / d).iterdir())
@@ -73,14 +83,15 @@ def _started(out: Path) -> bool:
 
 
 def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
-    """Create ``out`` or check it holds this very config, progress bars aside (resume); refuse
+    """Create ``out`` or check it holds this very config, progress bars and the report section
+    aside, keys added to kinject since it was written read at their defaults (resume); refuse
     anything else. A run that stopped before its first cell (a bad model path, say) holds no
     work: its config gives way to the corrected one. Temporaries a killed run left are removed."""
     text = dump_config(cfg)
     cfg_file = out / "config.yaml"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
-    same = cfg_file.is_file() and _identity(read_config_file(cfg_file)) == _identity(yaml.safe_load(text))
+    same = cfg_file.is_file() and _identity(_saved_config(cfg_file)) == _identity(yaml.safe_load(text))
     if cfg_file.is_file():
         if not same and _started(out):
             raise UserError(f"--out {out}: holds a run with a different config; choose another directory")

@@ -80,6 +80,9 @@ def test_a_different_config_is_refused_and_nothing_is_overwritten(tiny_model_dir
     bench.run_bench(_cfg(tiny_model_dir, "methods=[base]", "report.min_retention=0.5"), out, log=lambda m: None)
     assert (out / "config.yaml").read_text() == config  # nor is the report's threshold, which the results take
     assert json.loads((out / "results.json").read_text())["config"]["report"] == {"min_retention": 0.5}
+    (out / "config.yaml").write_text(config.replace("  general_qa_file: null\n", ""))  # written before the key existed
+    resumed = bench.run_bench(_cfg(tiny_model_dir, "methods=[base]"), out, log=lambda m: None)  # not refused
+    assert "general_qa_file" not in (out / "config.yaml").read_text() and set(resumed["methods"]) == {"base"}
     other = tmp_path / "mine"
     other.mkdir()
     (other / "notes.txt").write_text("keep me")
