@@ -33,7 +33,7 @@ import yaml
 from kinject.artifacts import check_writable, remove_stale_temporaries
 from kinject.checks import check_section
 from kinject.claims import held, try_claim
-from kinject.config import RunConfig, dump_config, load_config
+from kinject.config import RunConfig, dump_config, load_config, read_config_file
 from kinject.data.builtin.general import general_mcq_probes, general_qa_probes
 from kinject.data.builtin.retention import retention_probes
 from kinject.data.jsonl import atomic_write_text, read_json, write_json, write_jsonl
@@ -70,6 +70,7 @@ def _saved_config(path: Path) -> dict[str, Any] | None:
     """A run's config.yaml with the keys kinject gained since it was written at their defaults
     (a new key's default keeps the old behaviour), or None if it no longer loads (a key since
     removed): then it is another config."""
+    read_config_file(path)  # a damaged file is named as such
     try:
         return yaml.safe_load(dump_config(load_config(path)))
     except UserError:
