@@ -31,6 +31,7 @@ import torch
 from kinject.artifacts import atomic_file, model_fingerprint
 from kinject.data.builtin.general import GENERAL_TEXT_FILE, general_text
 from kinject.hardware import dtype_name, resolve_dtype
+from kinject.training.trainer import pad_right
 
 TOP_K = 100
 
@@ -51,20 +52,24 @@ def _ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
     return [tokenizer(t, add_special_tokens=True).input_ids for t in texts]
 
 
-def _log_probs(model, ids: list[list[int]], batch_size: int, bf16: bool) -> Iterator[tuple[int, torch.Tensor]]:
+def _log_probs(model, tokenizer, ids: list[list[int]], batch_size: int, bf16: bool
+               ) -> Iterator[tuple[int, torch.Tensor]]:
     """(passage index, log-probabilities [len - 1, vocab] for positions 1..len-1), in order."""
     device = next(model.parameters()).device
     autocast = torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
     for start in range(0, len(ids), batch_size):
         batch = ids[start:start + batch_size]
-        width = max(len(s) for s in batch)
-        x = torch.tensor([s + [0] * (width - len(s)) for s in batch], device=device)
-        mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in batch], device=device)
+        x, mask = pad_right(batch, tokenizer.pad_token_id)
         with torch.inference_mode(), autocast:
-            logits = model(input_ids=x, attention_mask=mask).logits
+            logits = model(input_ids=x.to(device), attention_mask=mask.to(device)).logits
         logp = torch.log_softmax(logits.float(), -1).cpu()
         for b, s in enumerate(batch):
             yield start + b, logp[b, :len(s) - 1]
+
+
+def _nll(logp: torch.Tensor, ids: list[int]) -> float:
+    """The summed negative log-likelihood of the passage's own next tokens ``ids[1:]``."""
+    return -logp.gather(1, torch.tensor(ids[1:])[:, None]).sum().item()
 
 
 def compute_reference(model, tokenizer, texts: Sequence[str], k: int = TOP_K, batch_size: int = 8,
@@ -72,12 +77,10 @@ def compute_reference(model, tokenizer, texts: Sequence[str], k: int = TOP_K, ba
     """The base model's top-k next-token log-probabilities over ``texts``, and its NLL."""
     ids = _ids(tokenizer, texts)
     top_ids, top_logp, nll, n = [None] * len(ids), [None] * len(ids), 0.0, 0
-    for i, logp in _log_probs(model, ids, batch_size, bf16):
-        values, index = logp.topk(min(k, logp.shape[-1]), -1)
-        top_ids[i], top_logp[i] = index, values
-        target = torch.tensor(ids[i][1:])
-        nll -= logp.gather(1, target[:, None]).sum().item()
-        n += len(target)
+    for i, logp in _log_probs(model, tokenizer, ids, batch_size, bf16):
+        top_logp[i], top_ids[i] = logp.topk(min(k, logp.shape[-1]), -1)
+        nll += _nll(logp, ids[i])
+        n += logp.shape[0]
     return Reference(top_ids, top_logp, nll / max(n, 1), n)
 
 
@@ -86,7 +89,7 @@ def drift(model, tokenizer, texts: Sequence[str], reference: Reference, batch_si
     """``kl`` (nats/token), ``nll_ratio`` and ``n`` (tokens) of ``model`` against ``reference``."""
     ids = _ids(tokenizer, texts)
     kl, nll, n = 0.0, 0.0, 0
-    for i, logp in _log_probs(model, ids, batch_size, bf16):
+    for i, logp in _log_probs(model, tokenizer, ids, batch_size, bf16):
         p_top = reference.top_logp[i].exp()
         q_top = logp.gather(1, reference.top_ids[i]).exp()
         p_rest = (1 - p_top.sum(-1)).clamp(min=1e-12)
@@ -94,7 +97,7 @@ def drift(model, tokenizer, texts: Sequence[str], reference: Reference, batch_si
         per = (p_top * (p_top.clamp(min=1e-12).log() - q_top.clamp(min=1e-12).log())).sum(-1)
         per += p_rest * (p_rest.log() - q_rest.log())
         kl += per.clamp(min=0).sum().item()
-        nll -= logp.gather(1, torch.tensor(ids[i][1:])[:, None]).sum().item()
+        nll += _nll(logp, ids[i])
         n += logp.shape[0]
     return {"kl": kl / max(n, 1), "nll_ratio": (nll / max(n, 1)) / reference.nll, "n": n}
 
@@ -105,12 +108,9 @@ class BaseReference:
 
     def __init__(self, model_name: str, dtype: str, batch_size: int = 8, bf16: bool = False,
                  path: Path = GENERAL_TEXT_FILE) -> None:
-        self.model_name, self.dtype, self.batch_size, self.bf16, self.path = model_name, dtype, batch_size, bf16, path
+        self.model_name, self.dtype, self.batch_size, self.bf16 = model_name, dtype, batch_size, bf16
+        self.texts = general_text(path)
         self._value: Reference | None = None
-
-    @property
-    def texts(self) -> list[str]:
-        return general_text(self.path)
 
     def _cache_file(self) -> Path:
         from kinject.models import cache_dir, resolve_model_path

@@ -50,13 +50,12 @@ def compare_runs(dirs: list[Path], pairs: list[tuple[str, str]]) -> dict[str, An
     if not dirs:
         raise UserError("compare: name at least one run directory")
     cells = merge_runs(dirs)
+    comparisons = {}
     for a, b in pairs:
         for label in (a, b):
             if label not in cells:
                 raise UserError(f"compare: --pair {a},{b}: no method {label!r} in these runs "
                                 f"(they hold: {', '.join(sorted(cells))})")
-    comparisons = {}
-    for a, b in pairs:
         diff = paired_difference(cells[a], cells[b], against=b)
         if diff is None:
             raise UserError(f"compare: --pair {a},{b}: the two share no seed")

@@ -25,7 +25,8 @@ GENERAL_MCQ_FILE = HERE / "general_mcq.jsonl"
 GENERAL_TEXT_FILE = HERE / "general_text.jsonl"
 
 
-def _text(row: dict[str, Any], key: str) -> str:
+def text_field(row: dict[str, Any], key: str) -> str:
+    """``row[key]``, checked to be a non-empty string (ValueError naming the field otherwise)."""
     value = row[key]
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"field {key!r} must be a non-empty string")
@@ -33,7 +34,7 @@ def _text(row: dict[str, Any], key: str) -> str:
 
 
 def _item(row: dict[str, Any]) -> dict[str, Any]:
-    item = {"question": _text(row, "question"), "answer": _text(row, "answer"), "topic": row.get("topic", "")}
+    item = {"question": text_field(row, "question"), "answer": text_field(row, "answer"), "topic": row.get("topic", "")}
     if "choices" in row:
         choices = row["choices"]
         if not (isinstance(choices, list) and len(choices) >= 2 and all(isinstance(c, str) and c for c in choices)):
@@ -66,4 +67,4 @@ def general_mcq_probes(path: Path = GENERAL_MCQ_FILE) -> list[Probe]:
 
 def general_text(path: Path = GENERAL_TEXT_FILE) -> list[str]:
     """The passages of the general text."""
-    return load_records(path, lambda row: _text(row, "text"))
+    return load_records(path, lambda row: text_field(row, "text"))

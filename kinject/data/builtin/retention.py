@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from kinject.data.builtin.general import text_field
 from kinject.data.jsonl import load_records
 from kinject.data.schema import Probe
 
@@ -31,7 +32,4 @@ def retention_probes(path: Path = RETENTION_FILE) -> list[Probe]:
 
 
 def _retention_row(row: dict) -> tuple[str, str]:
-    for key in ("question", "answer"):
-        if not isinstance(row[key], str) or not row[key].strip():
-            raise ValueError(f"field {key!r} must be a non-empty string")
-    return row["question"], row["answer"]
+    return text_field(row, "question"), text_field(row, "answer")
