@@ -28,6 +28,7 @@ from kinject.evaluation.runner import EvalConfig
 from kinject.generation.generators import GenerationConfig
 from kinject.generation.paraphrase import ParaConfig
 from kinject.generation.questions import QuestionConfig
+from kinject.generation.replay import AnchorConfig, ReplayConfig
 from kinject.generation.self_sample import DeliaConfig
 from kinject.hardware import DTYPES
 from kinject.lapael.config import LapaelConfig
@@ -84,6 +85,8 @@ class RunConfig:
     qa: QAConfig = field(default_factory=QAConfig)
     delia: DeliaConfig = field(default_factory=DeliaConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     report: ReportConfig = field(default_factory=ReportConfig)

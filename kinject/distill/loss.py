@@ -11,8 +11,9 @@ position whose label is a token to learn:
 - ``ce`` (form 0), and every row or position without a teacher: the next-token cross-entropy of
   the label (the teacher's own answer token, or the document's text).
 
-With ``temperature`` T both sides of a KL are softmax(logits / T) (no T^2 factor). The loss is the
-mean over those positions.
+With ``temperature`` T both sides of a KL are softmax(logits / T) (no T^2 factor). Each row's
+per-position loss is multiplied by its weight (``anchor.weight`` for ``+anchor``'s rows, 1 for the
+rest), and the loss is the mean over those positions.
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ import torch
 
 def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_ids: torch.Tensor,
                       teacher_logprobs: torch.Tensor, distill_form: torch.Tensor,
-                      distill_temperature: torch.Tensor | None = None) -> torch.Tensor:
+                      distill_temperature: torch.Tensor | None = None,
+                      distill_weight: torch.Tensor | None = None) -> torch.Tensor:
     """``logits`` (B, T, V) predict the next token; ``labels`` (B, T), -100 where no loss;
     ``teacher_ids`` / ``teacher_logprobs`` (B, T, k) at the label positions (id -1: no teacher);
     ``distill_form`` (B,): 0 ce, 1 forward_kl, 2 reverse_kl; ``distill_temperature`` (B,): the
-    KL forms compare softmax(logits / T) with the teacher's top k at the same T (default 1).
+    KL forms compare softmax(logits / T) with the teacher's top k at the same T (default 1);
+    ``distill_weight`` (B,): each row's per-position loss scaled by it (default 1).
     Returns the mean loss (a scalar)."""
     logits = logits[:, :-1].float()
     t = torch.ones(len(logits), device=logits.device) if distill_temperature is None else distill_temperature
@@ -44,4 +47,6 @@ def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_ids: t
     s_top = torch.log_softmax(s_logp, dim=-1)
     reverse = (s_top.exp() * (s_top - t_logp)).sum(-1)
     per = torch.where(has_teacher & (form == 1), forward, torch.where(has_teacher & (form == 2), reverse, ce))
+    if distill_weight is not None:
+        per = per * distill_weight.to(per.device, torch.float32)[:, None]
     return per[valid].mean()

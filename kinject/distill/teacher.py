@@ -33,10 +33,13 @@ from kinject.training.trainer import Distilled, pad_left, pad_right
 
 @dataclass(frozen=True)
 class TeacherPrompt:
-    """What the teacher reads (``teacher``) and what the student will see (``student``)."""
+    """What the teacher reads (``teacher``) and what the student will see (``student``); with
+    ``answer`` the teacher does not answer but scores that text after its prompt (``+anchor`` on a
+    given general text)."""
 
     teacher: str
     student: str
+    answer: str | None = None
 
 
 @dataclass
@@ -49,9 +52,13 @@ class TeacherTargets:
     cost: GenerationCost = field(default_factory=GenerationCost)
 
 
-def _key(model_key: str, prompt: TeacherPrompt, cfg: DistillConfig) -> str:
+def _key(model_key: str, prompt: TeacherPrompt, cfg: DistillConfig, stop_at_newline: bool) -> str:
     settings = [cfg.answer, cfg.answer_temperature if cfg.answer == "sample" else None, cfg.max_new_tokens, cfg.top_k,
                 cfg.seed if cfg.answer == "sample" else None]
+    if prompt.answer is not None:
+        settings = [cfg.max_new_tokens, cfg.top_k, "given", prompt.answer]
+    elif not stop_at_newline:
+        settings.append("to_eos")
     payload = json.dumps([model_key, prompt.teacher, prompt.student, settings], ensure_ascii=False)
     return hashlib.sha256(payload.encode()).hexdigest()
 
@@ -64,8 +71,10 @@ def _cut(ids: list[int], stops: frozenset[int]) -> list[int]:
     return ids
 
 
-def _answers(model, tokenizer, prompts: list[list[int]], cfg: DistillConfig, seed: int) -> list[list[int]]:
-    """The teacher's answer ids after each prompt (left-padded batch), cut after a newline or EOS."""
+def _answers(model, tokenizer, prompts: list[list[int]], cfg: DistillConfig, seed: int,
+             stop_at_newline: bool = True) -> list[list[int]]:
+    """The teacher's answer ids after each prompt (left-padded batch), cut after EOS and, with
+    ``stop_at_newline``, after the first newline."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     ids, mask = pad_left(prompts, pad)
@@ -76,7 +85,9 @@ def _answers(model, tokenizer, prompts: list[list[int]], cfg: DistillConfig, see
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
                          temperature=cfg.answer_temperature if sample else None, top_p=None, top_k=None,
                          pad_token_id=pad)
-    stops = newline_ids(tokenizer) | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set())
+    stops = {tokenizer.eos_token_id} - {None}
+    if stop_at_newline:
+        stops |= newline_ids(tokenizer)
     return [_cut(row[width:].tolist(), frozenset(stops)) for row in out]
 
 
@@ -95,11 +106,14 @@ def _top_k(model, prompts: list[list[int]], answers: list[list[int]], k: int, pa
 
 
 def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: DistillConfig, model_key: str,
-                    cache: Path | None, progress: bool = True) -> TeacherTargets:
+                    cache: Path | None, progress: bool = True, stop_at_newline: bool = True,
+                    weight: float = 1.0) -> TeacherTargets:
     """The teacher's answers and top-k distributions for ``prompts`` (cached per prompt), as
-    :class:`Distilled` rows in prompt order."""
+    :class:`Distilled` rows in prompt order, each of loss weight ``weight``. A prompt's given
+    ``answer`` is scored as it is (its first ``cfg.max_new_tokens`` tokens); the others are
+    answered, cut after EOS and (``stop_at_newline``) the first newline."""
     result = TeacherTargets()
-    keys = [_key(model_key, p, cfg) for p in prompts]
+    keys = [_key(model_key, p, cfg, stop_at_newline) for p in prompts]
     found = read_cached(cache, keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
     index = {k: i for i, k in enumerate(keys)}
@@ -110,8 +124,15 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
         for lo in tqdm(steps, desc="teacher", disable=not progress or len(steps) < 2, leave=False):
             batch = missing[lo: lo + cfg.batch_size]
             start = time.perf_counter()
-            t_ids = [tokenizer(prompts[index[k]].teacher, add_special_tokens=True).input_ids for k in batch]
-            answers = _answers(model, tokenizer, t_ids, cfg, cfg.seed + lo)
+            asked = [prompts[index[k]] for k in batch]
+            t_ids = [tokenizer(p.teacher, add_special_tokens=True).input_ids for p in asked]
+            answers = [[] if p.answer is None else
+                       tokenizer(p.answer, add_special_tokens=False).input_ids[: cfg.max_new_tokens] for p in asked]
+            ask = [i for i, p in enumerate(asked) if p.answer is None]
+            if ask:
+                for i, a in zip(ask, _answers(model, tokenizer, [t_ids[i] for i in ask], cfg, cfg.seed + lo,
+                                              stop_at_newline)):
+                    answers[i] = a
             scored = _top_k(model, t_ids, answers, cfg.top_k, tokenizer.pad_token_id)
             share = (time.perf_counter() - start) / len(batch)
             for k, p, a, (top, logp) in zip(batch, t_ids, answers, scored):
@@ -133,5 +154,5 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
             result.rows.append(Distilled(tuple(student), tuple(t["answer_ids"]),
                                          tuple(tuple(r) for r in t["top_ids"]),
                                          tuple(tuple(r) for r in t["top_logprobs"]), cfg.loss,
-                                         cfg.kl_temperature))
+                                         cfg.kl_temperature, weight))
     return result

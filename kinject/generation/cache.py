@@ -35,6 +35,11 @@ class GenerationCost:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def add(self, other: GenerationCost) -> None:
+        """Count ``other``'s requests, tokens and seconds in this one."""
+        for name, value in asdict(other).items():
+            setattr(self, name, getattr(self, name) + value)
+
 
 def generation_cache(enabled: bool) -> Path | None:
     """Where generated replies are cached (``$KINJECT_CACHE/generations``), or None when disabled."""

@@ -10,6 +10,7 @@ from kinject.methods import (  # noqa: F401  (registration side effects)
     oracle,
     qa_mix,
     rag,
+    replay_mix,
 )
 from kinject.methods.registry import (
     Injected,

@@ -78,6 +78,6 @@ def distill(req: InjectRequest) -> Injected:
                         distill={**info, "rows": len(targets.rows), "documents": cfg.documents, "loss": cfg.loss,
                                  "answer": cfg.answer, "context": cfg.context, "teacher": targets.cost.to_dict()})
     injected.index_seconds = index_seconds
-    injected.teacher_tokens = targets.cost.prompt_tokens + targets.cost.completion_tokens
-    injected.teacher_seconds = targets.cost.seconds
+    injected.teacher_tokens += targets.cost.prompt_tokens + targets.cost.completion_tokens
+    injected.teacher_seconds += targets.cost.seconds
     return injected

@@ -4,7 +4,7 @@ Both use the shared ``train`` config (full, LoRA, or a layer/module subset); ``f
 ``para.k`` paraphrases per document and makes ``para.epochs`` passes over the larger set.
 :func:`finetune`, which every training method calls, also adds the request's QA demonstrations
 (``+qa``): mixed into the texts, or trained alone in a phase before or after them; and the
-self-samples (``+delia``), mixed in.
+self-samples (``+delia``) and general text (``+replay``, ``+anchor``), mixed in.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from kinject.artifacts import directory_fingerprint
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
-from kinject.generation.cache import generation_cache
+from kinject.generation.cache import GenerationCost, generation_cache
 from kinject.generation.paraphrase import check_paraphrase_source, corpus_paraphrases
 from kinject.methods.registry import Injected, InjectRequest, register_method
+from kinject.models import cache_dir
 from kinject.training.perturb import Perturbation
 from kinject.training.trainer import TrainText, train_causal_lm
 
@@ -52,7 +54,8 @@ def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = 
     passes); ``after`` adds their source documents to ``texts`` and then trains on the QA pairs
     alone (plain, ``qa.epochs`` passes). A LoRA adapter is merged between phases. Costs add up
     over the phases. ``req.self_samples`` (``+delia``) are added to ``texts`` (same passes, same
-    copies).
+    copies), and so are ``req.replay``'s texts (``+replay``, ``+anchor``): ``replay.ratio`` of
+    them per text of that mix, built by the model as loaded, before any phase trains it.
     """
     cfg = req.cfg.train if epochs is None else dataclasses.replace(req.cfg.train, epochs=epochs)
     if perturbation is not None:
@@ -61,15 +64,16 @@ def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = 
     demos = req.demonstrations
     before, mixed, after = ([], [], []) if demos is None else demos.phases()
     demo_cfg = None if demos is None else dataclasses.replace(req.cfg.train, epochs=demos.epochs)
+    mix: list[TrainText] = [*texts, *mixed]
+    if req.self_samples is not None:
+        mix += req.self_samples.texts
+        info["self_samples"] = req.self_samples.info
+    mix, teacher = with_replay(req, mix, info)
     model, results = req.loaded.model, []
     if before:
         model, first = train_causal_lm(model, req.loaded.tokenizer, before, demo_cfg, req.seed)
         model = _merged(model)
         results.append(first)
-    mix: list[TrainText] = [*texts, *mixed]
-    if req.self_samples is not None:
-        mix += req.self_samples.texts
-        info["self_samples"] = req.self_samples.info
     model, res = train_causal_lm(model, req.loaded.tokenizer, mix, cfg, req.seed, copies, perturbation)
     results.append(res)
     if after:
@@ -80,8 +84,30 @@ def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = 
     losses = [x for r in results for x in r.losses]
     return Injected(model, req.loaded.tokenizer, train_tokens=sum(r.tokens for r in results),
                     train_seconds=sum(r.seconds for r in results), train_steps=sum(r.steps for r in results),
-                    trainable_params=res.trainable_params,
+                    trainable_params=res.trainable_params, teacher_tokens=teacher.prompt_tokens
+                    + teacher.completion_tokens, teacher_seconds=teacher.seconds,
                     info={"texts": len(texts), "copies": copies, "losses": losses, **info})
+
+
+def with_replay(req: InjectRequest, mix: list[TrainText], info: dict[str, Any]
+                ) -> tuple[list[TrainText], GenerationCost]:
+    """``mix`` with each of ``req.replay``'s general texts added (``round(replay.ratio x
+    len(mix))``, at least one), their info under ``info["replay"]``, and what the frozen model
+    read and wrote for them."""
+    cost = GenerationCost()
+    if not req.replay:
+        return mix, cost
+    cache = cache_dir() / "distill" if req.cfg.replay.cache else None
+    key = directory_fingerprint(req.loaded.path)
+    added: list[TrainText] = []
+    info["replay"] = []
+    for plan in req.replay:
+        wanted = max(1, round(plan.cfg.ratio * len(mix)))
+        texts, about = plan.texts(req.loaded, key, wanted, cache, req.cfg.train.progress)
+        added += texts
+        info["replay"].append(about)
+        cost.add(GenerationCost(**about["cost"]))
+    return [*mix, *added], cost
 
 
 @register_method("ft", "fine-tuning (continued pre-training) on the documents")

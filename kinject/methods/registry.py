@@ -9,7 +9,8 @@ A *modifier* changes any method: ``<method>+<modifier>`` names the composition (
 ``ft-para+qa``), built on demand rather than registered once per method. One registered with
 ``@register_modifier`` wraps the method's output (retrieval: ``+rag``); one registered with
 ``@register_training_mix`` prepares the request before a method that trains (demonstrations:
-``+qa``; self-samples: ``+delia``). ``register_composite`` gives a composition its own name (``rag`` = ``base+rag``).
+``+qa``; self-samples: ``+delia``; general text: ``+replay``, ``+anchor``). ``register_composite``
+gives a composition its own name (``rag`` = ``base+rag``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from kinject.data.demonstrations import Demonstrations
     from kinject.data.schema import Corpus
     from kinject.evaluation.runner import ContextFn
+    from kinject.generation.replay import Replay
     from kinject.generation.self_sample import SelfSamples
     from kinject.models import LoadedModel
 
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
 class InjectRequest:
     """The inputs of one injection: ``workdir`` is where the method may write artefacts;
     ``demonstrations``, set by ``+qa``, are trained with, before or after the method's own texts;
-    ``self_samples``, set by ``+delia``, are mixed in with them."""
+    ``self_samples``, set by ``+delia``, are mixed in with them; ``replay``, set by ``+replay`` and
+    ``+anchor``, says what general text to mix in and with which loss."""
 
     loaded: LoadedModel
     corpus: Corpus
@@ -44,6 +47,7 @@ class InjectRequest:
     workdir: Path
     demonstrations: Demonstrations | None = None
     self_samples: SelfSamples | None = None
+    replay: tuple[Replay, ...] = ()
 
 
 @dataclass

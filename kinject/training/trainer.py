@@ -248,8 +248,8 @@ class Distilled:
     distribution at each answer token: ``top_ids`` and ``top_logprobs`` (len(answer_ids) x k, the
     teacher's k most likely tokens and their log-probabilities). The loss covers the answer tokens
     only, against those distributions (``loss``: ``forward_kl``, ``reverse_kl``, or ``ce`` on the
-    answer tokens themselves; ``temperature`` softens both sides of a KL); see
-    :mod:`kinject.distill.loss`."""
+    answer tokens themselves; ``temperature`` softens both sides of a KL; ``weight`` scales the
+    row's per-token loss, as ``anchor.weight`` does); see :mod:`kinject.distill.loss`."""
 
     prompt_ids: tuple[int, ...]
     answer_ids: tuple[int, ...]
@@ -257,6 +257,7 @@ class Distilled:
     top_logprobs: tuple[tuple[float, ...], ...]
     loss: str = "forward_kl"
     temperature: float = 1.0
+    weight: float = 1.0
 
     def __str__(self) -> str:
         return f"<distilled: {len(self.prompt_ids)} prompt + {len(self.answer_ids)} answer tokens>"
@@ -310,10 +311,12 @@ def _distilled_row(text: Distilled, max_length: int) -> dict[str, Any]:
     return {"input_ids": prompt + answer, "labels": [-100] * len(prompt) + answer,
             "teacher_ids": [[-1] * k] * len(prompt) + [list(t) for t in text.top_ids[: len(answer)]],
             "teacher_logprobs": [[0.0] * k] * len(prompt) + [list(t) for t in text.top_logprobs[: len(answer)]],
-            "distill_form": DISTILL_FORMS.index(text.loss), "distill_temperature": text.temperature}
+            "distill_form": DISTILL_FORMS.index(text.loss), "distill_temperature": text.temperature,
+            "distill_weight": text.weight}
 
 
 DISTILL_FORMS = ("ce", "forward_kl", "reverse_kl")
+TEACHER_FIELDS = ("teacher_ids", "teacher_logprobs", "distill_form", "distill_temperature", "distill_weight")
 
 
 def pad_right(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -361,14 +364,16 @@ class _Collator:
             top = torch.full((len(rows), width, k), -1, dtype=torch.long)
             logp = torch.zeros((len(rows), width, k))
             form = torch.zeros(len(rows), dtype=torch.long)  # rows without a teacher: plain next-token loss
-            temperature = torch.ones(len(rows))
+            temperature, weight = torch.ones(len(rows)), torch.ones(len(rows))
             for i, r in enumerate(rows):
                 if "teacher_ids" in r:
                     n = len(r["teacher_ids"])
                     top[i, :n] = torch.tensor(r["teacher_ids"])
                     logp[i, :n] = torch.tensor(r["teacher_logprobs"])
                     form[i], temperature[i] = r["distill_form"], r["distill_temperature"]
-            batch.update(teacher_ids=top, teacher_logprobs=logp, distill_form=form, distill_temperature=temperature)
+                    weight[i] = r["distill_weight"]
+            batch.update(teacher_ids=top, teacher_logprobs=logp, distill_form=form, distill_temperature=temperature,
+                         distill_weight=weight)
         if any("keep_tokens" in r for r in rows):  # Marked texts: the oracle token mask
             keep = [r.get("keep_tokens", [0] * len(r["input_ids"])) for r in rows]
             batch["keep_tokens"] = pad_right(keep, 0)[0].bool()
@@ -411,20 +416,22 @@ def _perturbing_trainer(base: type, perturbation: Perturbation | None, cfg: Trai
             if "teacher_ids" in inputs:  # Distilled rows: the loss against the teacher's distributions
                 from kinject.distill.loss import distillation_loss
 
-                teacher = {k: inputs.pop(k) for k in ("teacher_ids", "teacher_logprobs", "distill_form",
-                                                       "distill_temperature")}
+                teacher = {k: inputs.pop(k) for k in TEACHER_FIELDS}
                 labels = inputs.pop("labels")
-                logits = model(**inputs).logits
-                return distillation_loss(logits, labels, **teacher)
+
+                def loss():
+                    return distillation_loss(model(**inputs).logits, labels, **teacher)
+            else:
+                def loss():
+                    return super(PerturbingTrainer, self).compute_loss(model, inputs, *args, **kwargs)
             if perturbation is None:
-                return super().compute_loss(model, inputs, *args, **kwargs)
+                return loss()
             first = 1 if perturbation.clean_copy else 0
             perturbation.state = {"rows": None if copy_index is None else copy_index >= first,
                                   "attention_mask": inputs.get("attention_mask"), "keep_tokens": keep_tokens}
             if perturbation.adversary is None:
-                return super().compute_loss(model, inputs, *args, **kwargs)
-            return perturbation.adversary(lambda: super(PerturbingTrainer, self).compute_loss(
-                model, inputs, *args, **kwargs), model, perturbation.state)
+                return loss()
+            return perturbation.adversary(loss, model, perturbation.state)
 
     return PerturbingTrainer
 

@@ -1,0 +1,155 @@
+"""General text mixed into training to keep what the model knew (``+replay``, ``+anchor``).
+
+``replay.source`` says where the text comes from:
+
+- ``self`` (generative replay, offline for any model): the model as loaded, before any training,
+  continues openings of everyday text, sampled at ``replay.temperature`` (default 1: the model's
+  own distribution) for up to ``replay.max_tokens`` tokens or to EOS. ``replay.prompts``:
+  ``builtin`` is kinject's own file of 121 openings (stories, letters, how-tos, dialogues,
+  opinions, notes, lists, code, verse), written for kinject; none is a general-knowledge question
+  and none opens on the encyclopedic topics of the text that ``general_kl`` reads; or a JSONL of
+  ``{"prompt"}``. When a run needs more texts than there are openings, each opening is continued
+  again with the next seed. Continuations are computed with distill's teacher machinery
+  (:func:`~kinject.distill.teacher.teacher_targets`) and cached by content like its targets.
+- a path: a JSONL of ``{"text"}``, general text the user gives (a slice of a web corpus, the
+  team's own documents that must not be forgotten); the first ``replay.max_tokens`` tokens of
+  each text after its first word are used.
+
+A run mixes ``max(1, round(replay.ratio x T))`` such texts into the training of its method, T =
+the texts the method trains in its main phase (documents, paraphrases, distilled prompts,
+demonstrations mixed in, self-samples); which ones is fixed by ``replay.seed``, the same for
+every run seed. ``+replay`` trains them with the next-token loss on the continuation (or text)
+tokens; ``+anchor`` instead trains, at the same tokens, the KL from the frozen model's top
+``anchor.top_k`` next-token distributions (forward KL, as ``distill``), each position's loss
+times ``anchor.weight``: a penalty that keeps the model's distributions on general text where
+they were. What the frozen model read and wrote for them counts as teacher cost.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from kinject.checks import Check, at_least, check_section, non_negative, positive, seed_range
+from kinject.data.jsonl import load_records
+from kinject.distill.config import DistillConfig
+from kinject.distill.teacher import TeacherPrompt, teacher_targets
+from kinject.errors import UserError
+from kinject.generation.cache import GenerationCost
+from kinject.training.trainer import TrainText
+
+BUILTIN_PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
+
+
+@dataclass
+class ReplayConfig:
+    """``+replay`` / ``+anchor``'s general text: ``source`` (``self`` or a JSONL of ``{"text"}``),
+    ``ratio`` (replay texts per training text), ``prompts`` (openings for ``self``),
+    ``temperature`` / ``max_tokens`` (sampling; ``max_tokens`` also cuts a given text)."""
+
+    source: str = "self"
+    ratio: float = 0.1
+    prompts: str = "builtin"
+    temperature: float = 1.0
+    max_tokens: int = 64
+    batch_size: int = 8
+    seed: int = 0
+    cache: bool = True
+
+    CHECKS: ClassVar[dict[str, Check]] = {
+        "ratio": positive, "temperature": positive, "max_tokens": at_least(1), "batch_size": at_least(1),
+        "seed": seed_range}
+
+
+@dataclass
+class AnchorConfig:
+    """``+anchor``: ``weight`` on the KL toward the frozen model at each replay token, over its
+    ``top_k`` most likely tokens."""
+
+    weight: float = 1.0
+    top_k: int = 20
+
+    CHECKS: ClassVar[dict[str, Check]] = {"weight": non_negative, "top_k": at_least(1)}
+
+
+def check_replay_config(cfg: ReplayConfig) -> None:
+    check_section(cfg, "replay")
+    for key, value in (("replay.source", cfg.source), ("replay.prompts", cfg.prompts)):
+        if value not in ("self", "builtin") and not Path(value).is_file():
+            raise UserError(f"{key}: {value}: no such file")
+
+
+def _non_empty(field_name: str) -> Any:
+    def read(row: dict[str, Any]) -> str:
+        value = row[field_name]
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"field {field_name!r} must be a non-empty string")
+        return value
+    return read
+
+
+def load_openings(spec: str) -> list[str]:
+    """The openings of ``builtin`` or a JSONL of ``{"prompt"}``."""
+    path = BUILTIN_PROMPTS if spec == "builtin" else Path(spec)
+    openings = load_records(path, _non_empty("prompt"))
+    if not openings:
+        raise UserError(f"{path}: no prompts")
+    return openings
+
+
+def load_general_texts(path: str) -> list[str]:
+    """A JSONL of ``{"text"}``: the general text a user gives ``replay.source``."""
+    texts = load_records(path, _non_empty("text"))
+    if not texts:
+        raise UserError(f"{path}: no texts")
+    return texts
+
+
+def split_text(text: str) -> TeacherPrompt:
+    """A given text as a prompt (its first word) and the rest as the answer to score."""
+    head, space, rest = text.strip().partition(" ")
+    return TeacherPrompt(head, head, space + rest if rest else "")
+
+
+@dataclass
+class Replay:
+    """What ``+replay`` (``loss="ce"``) or ``+anchor`` (``loss="forward_kl"``, ``weight``) mixes in."""
+
+    cfg: ReplayConfig
+    loss: str = "ce"
+    weight: float = 1.0
+    top_k: int = 20
+
+    def texts(self, loaded: Any, model_key: str, wanted: int, cache: Path | None,
+              progress: bool = True) -> tuple[list[TrainText], dict[str, Any]]:
+        """``wanted`` texts to mix in, built with ``loaded`` (the frozen model, before training),
+        and their info: source, counts, loss, and the frozen model's cost."""
+        cfg = self.cfg
+        settings = DistillConfig(answer="sample", answer_temperature=cfg.temperature, max_new_tokens=cfg.max_tokens,
+                                 top_k=self.top_k, loss=self.loss, batch_size=cfg.batch_size)
+        cost, rows = GenerationCost(), []
+        if cfg.source == "self":
+            openings = load_openings(cfg.prompts)
+            random.Random(cfg.seed).shuffle(openings)
+            for round_ in range(-(-wanted // len(openings))):
+                chosen = openings[: min(len(openings), wanted - round_ * len(openings))]
+                got = teacher_targets(loaded.model, loaded.tokenizer, [TeacherPrompt(o, o) for o in chosen],
+                                      dataclasses.replace(settings, seed=cfg.seed + round_), model_key, cache,
+                                      progress,
+                                      stop_at_newline=False, weight=self.weight)
+                rows += got.rows
+                cost.add(got.cost)
+        else:
+            texts = load_general_texts(cfg.source)
+            random.Random(cfg.seed).shuffle(texts)
+            prompts = [p for p in map(split_text, texts[:wanted]) if p.answer]
+            got = teacher_targets(loaded.model, loaded.tokenizer, prompts, settings, model_key, cache, progress,
+                                  weight=self.weight)
+            rows, cost = got.rows, got.cost
+        info = {"source": cfg.source, "wanted": wanted, "mixed": len(rows), "loss": self.loss,
+                "weight": self.weight, "cost": cost.to_dict()}
+        return list(rows), info
+

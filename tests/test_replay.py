@@ -1,0 +1,112 @@
+"""+replay and +anchor: the general texts, their rows and weights, the methods, bad input."""
+
+import json
+import re
+
+import pytest
+import torch
+
+from kinject import bench
+from kinject.cli import main
+from kinject.config import load_config
+from kinject.data.builtin.general import general_text
+from kinject.distill.loss import distillation_loss
+from kinject.generation.replay import Replay, ReplayConfig, load_openings, split_text
+from kinject.training.trainer import DISTILL_FORMS, _Collator, training_rows
+from tests.test_bench import TINY_WORLD
+
+
+def test_a_rows_weight_scales_its_loss_and_zero_removes_it():
+    logits = torch.randn(2, 3, 5)
+    labels = torch.tensor([[-100, 2, 4], [-100, 1, 3]])
+    ids = torch.randint(0, 5, (2, 3, 2))
+    logp = torch.log_softmax(torch.randn(2, 3, 2), -1)
+    form = torch.tensor([DISTILL_FORMS.index("forward_kl")] * 2)
+    plain = distillation_loss(logits, labels, ids, logp, form)
+    doubled = distillation_loss(logits, labels, ids, logp, form, distill_weight=torch.tensor([2.0, 2.0]))
+    assert doubled.item() == pytest.approx(2 * plain.item(), rel=1e-5)
+    only_first = distillation_loss(logits, labels, ids, logp, form, distill_weight=torch.tensor([1.0, 0.0]))
+    first = distillation_loss(logits[:1], labels[:1], ids[:1], logp[:1], form[:1])
+    assert only_first.item() == pytest.approx(first.item() / 2, rel=1e-5)  # the mean still counts its positions
+
+
+def test_builtin_openings_are_many_distinct_and_share_no_phrase_with_the_measured_text():
+    openings = load_openings("builtin")
+    assert len(openings) == 121 and len(set(openings)) == 121
+
+    def grams(text: str) -> set[tuple[str, ...]]:
+        words = re.findall(r"[a-z']+", text.lower())
+        return {tuple(words[i: i + 5]) for i in range(len(words) - 4)}
+
+    measured = set().union(*map(grams, general_text()))
+    assert not [o for o in openings if grams(o) & measured]
+
+
+def test_self_replay_continues_openings_round_after_round_and_is_cached(tiny, tmp_path):
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in ("Once upon a time", "Dear Sam,")))
+    cfg = ReplayConfig(prompts=str(prompts), max_tokens=4)
+    rows, info = Replay(cfg, top_k=3).texts(tiny, "tiny", 5, tmp_path / "d", progress=False)
+    assert len(rows) == 5 and info["mixed"] == 5 and info["wanted"] == 5 and info["loss"] == "ce"
+    starts = [tiny.tokenizer(p).input_ids for p in ("Once upon a time", "Dear Sam,")]
+    assert all(list(r.prompt_ids) in starts and 0 < len(r.answer_ids) <= 4 and r.loss == "ce" for r in rows)
+    assert all(len(t) == 3 for r in rows for t in r.top_ids)
+    same_opening = [r.answer_ids for r in rows if list(r.prompt_ids) == list(rows[0].prompt_ids)]
+    assert len(same_opening) >= 2 and len(set(same_opening)) > 1  # each round samples with its own seed
+    assert info["cost"]["requests"] == 5 and info["cost"]["cached"] == 0
+    again, info2 = Replay(cfg, top_k=3).texts(tiny, "tiny", 5, tmp_path / "d", progress=False)
+    assert again == rows and info2["cost"]["cached"] == 5
+
+
+def test_anchor_scores_a_given_text_at_its_own_tokens_with_the_weight(tiny, tmp_path):
+    texts = tmp_path / "t.jsonl"
+    texts.write_text(json.dumps({"text": "The kettle boils water quickly and quietly every morning."}) + "\n")
+    cfg = ReplayConfig(source=str(texts), max_tokens=5)
+    (row,), info = Replay(cfg, loss="forward_kl", weight=0.5, top_k=4).texts(tiny, "tiny", 3, None, progress=False)
+    assert split_text("The kettle boils").answer == " kettle boils"
+    assert list(row.prompt_ids) == tiny.tokenizer("The").input_ids
+    assert list(row.answer_ids) == tiny.tokenizer(" kettle boils water quickly and quietly every morning.",
+                                                  add_special_tokens=False).input_ids[:5]
+    assert row.loss == "forward_kl" and row.weight == 0.5 and info["mixed"] == 1
+    batch = _Collator(tiny.tokenizer.pad_token_id)(training_rows(tiny.tokenizer, [row, "plain text"], 32))
+    assert batch["distill_weight"].tolist() == [0.5, 1.0]
+
+
+def test_replay_and_anchor_in_a_bench_beside_ft(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+    cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "replay.max_tokens=4", "replay.ratio=0.5",
+                             "methods=[ft,ft+replay,ft+anchor,noise-gaussian+replay+anchor]"])
+    results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    cells = {m: results["methods"][m]["per_seed"]["0"] for m in cfg.methods}
+    texts = cells["ft"]["info"]["texts"]
+    for name, losses in (("ft+replay", ["ce"]), ("ft+anchor", ["forward_kl"]),
+                         ("noise-gaussian+replay+anchor", ["ce", "forward_kl"])):
+        cell = cells[name]
+        assert [r["loss"] for r in cell["info"]["replay"]] == losses
+        assert all(r["mixed"] == max(1, round(0.5 * texts)) for r in cell["info"]["replay"])
+        assert cell["cost"]["teacher_tokens"] > 0 and cell["cost"]["train_steps"] > 0
+        assert cell["cost"]["train_tokens"] > cells["ft"]["cost"]["train_tokens"]
+    assert cells["ft"]["cost"]["teacher_tokens"] == 0 and "replay" not in cells["ft"]["info"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--methods", "ft+replay", "replay.ratio=0"], "replay.ratio"),
+    (["bench", "--methods", "ft+replay", "replay.source=missing.jsonl"], "replay.source: missing.jsonl"),
+    (["bench", "--methods", "ft+anchor", "anchor.weight=-1"], "anchor.weight"),
+    (["bench", "--methods", "ft+anchor", "train.packing=true"], "train.packing"),
+    (["bench", "--methods", "base+replay"], "trains nothing"),
+])
+def test_bad_replay_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def test_a_malformed_replay_file_names_its_line(tiny, tmp_path):
+    from kinject.errors import UserError
+
+    bad = tmp_path / "t.jsonl"
+    bad.write_text(json.dumps({"text": "fine"}) + "\n" + json.dumps({"txt": "no"}) + "\n")
+    with pytest.raises(UserError, match=r"t\.jsonl:2"):
+        Replay(ReplayConfig(source=str(bad))).texts(tiny, "tiny", 2, None, progress=False)
