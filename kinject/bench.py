@@ -22,6 +22,7 @@ another run's config, launch or data is refused, never overwritten, unless it ho
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from kinject.data.loaders import load_corpus
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.evaluation.drift import BaseReference
-from kinject.evaluation.runner import evaluate
+from kinject.evaluation.runner import CORPUS_KINDS, evaluate, summarise
 from kinject.hardware import (
     dtype_name,
     is_main_process,
@@ -52,9 +53,11 @@ from kinject.hardware import (
     world_size,
 )
 from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
-from kinject.models import load_model, resolve_model_path, save_injected
+from kinject.methods.finetune import merged
+from kinject.models import LoadedModel, load_model, resolve_model_path, save_injected
 from kinject.report.aggregate import build_results, flatten_metrics
 from kinject.report.files import write_run_reports
+from kinject.stream import seen_so_far, split_updates, stream_summary
 from kinject.training.trainer import check_sharded_launch, training_arguments
 
 
@@ -175,6 +178,79 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
     return cell, injected
 
 
+def _cost(injected: Injected, eval_seconds: float) -> dict[str, float]:
+    return {"train_tokens": injected.train_tokens, "train_seconds": injected.train_seconds,
+            "train_steps": injected.train_steps, "index_seconds": injected.index_seconds,
+            "teacher_tokens": injected.teacher_tokens, "teacher_seconds": injected.teacher_seconds,
+            "eval_seconds": eval_seconds}
+
+
+def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path
+                    ) -> tuple[dict[str, Any], Injected]:
+    """One (method, seed) of a stream (``stream.updates`` > 1, see :mod:`kinject.stream`): the
+    updates injected one after another, the model evaluated after each on every update so far
+    and on the general kinds; the cell holds the final model's metrics on every probe, the
+    ``stream.*`` summary, and under ``stream`` the matrix, the general metrics and the cost of
+    each update."""
+    start = time.perf_counter()
+    spec = get_method(method)
+    updates = split_updates(corpus, cfg.stream, seed)
+    _seed_everything(seed)
+    frozen = load_model(cfg.model, cfg.model_dtype)
+    current = load_model(cfg.model, cfg.model_dtype)
+    reference = base_reference(cfg)
+    own = [k for k in cfg.eval.kinds if k in CORPUS_KINDS]
+    general = [k for k in cfg.eval.kinds if k not in CORPUS_KINDS]
+    matrix, after, costs, samples = [], [], [], []
+    final: dict[str, Any] = {}
+    for i, update in enumerate(updates):
+        req = InjectRequest(current, update, cfg, seed, out / "models" / cell_name(method, seed) / f"update{i + 1}",
+                            frozen=frozen, history=tuple(updates[:i]))
+        if spec.wrap is not None:  # the context over every document so far
+            injected = spec.wrap(get_method(spec.inner).fn(req), dataclasses.replace(
+                req, corpus=seen_so_far(corpus, updates, i)))
+        else:
+            injected = spec.fn(req)
+        eval_start = time.perf_counter()
+        row = []
+        for j, earlier in enumerate(updates[: i + 1]):
+            metrics, records = evaluate(injected.model, injected.tokenizer, earlier,
+                                        dataclasses.replace(cfg.eval, kinds=own), injected.context)
+            row.append(flatten_metrics(metrics))
+            if i == len(updates) - 1:
+                samples += [r | {"update": j + 1} for r in records]
+        metrics, records = evaluate(injected.model, injected.tokenizer, corpus, dataclasses.replace(
+            cfg.eval, kinds=general), injected.context, reference) if general else ({}, [])
+        matrix.append(row)
+        after.append(flatten_metrics(metrics))
+        costs.append(_cost(injected, time.perf_counter() - eval_start))
+        final = metrics
+        current = LoadedModel(merged(injected.model), injected.tokenizer, frozen.source, frozen.path)
+    samples += records
+    by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k and "update" in r]) for k in own}
+    write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", samples)
+    dtype = next(injected.model.parameters()).dtype
+    if cfg.save_models and any(c["train_steps"] for c in costs):
+        save_injected(injected.model, injected.tokenizer, out / "models" / cell_name(method, seed), cfg.model,
+                      merged=cfg.save_merged)
+    cost = {k: sum(c[k] for c in costs) for k in costs[0]}
+    cell = {
+        "method": method, "seed": seed,
+        "metrics": {**flatten_metrics({**by_kind, **final}), **stream_summary(matrix, costs)},
+        "cost": {**cost, "trainable_params": injected.trainable_params,
+                 "wall_seconds": time.perf_counter() - start},
+        "precision": {"weights": dtype_name(dtype),
+                      "train": precision(cfg.train.bf16) if cost["train_steps"] else None,
+                      "eval": precision(cfg.eval.bf16)},
+        "launch": launch_description(dtype),
+        "info": injected.info,
+        "stream": {"split": cfg.stream.split,
+                   "updates": [{"documents": len(u.documents), "probes": len(u.probes)} for u in updates],
+                   "matrix": matrix, "general": after, "cost": costs},
+    }
+    return cell, injected
+
+
 def cell_name(method: str, seed: int) -> str:
     return f"{method}-seed{seed}"
 
@@ -266,7 +342,11 @@ def _run_unit(seed: int, unit: list[str], corpus: Corpus, cfg: RunConfig, out: P
             log(f"[seed {seed}] {method}: done earlier, kept")
             continue
         inner = held.get(spec.inner or "")
-        if main:
+        if main and cfg.stream.updates > 1:  # a stream: no result is reused (each update wraps its own)
+            log(f"[seed {seed}] {method}: injecting {cfg.stream.updates} updates one after another")
+            cell, injected = run_stream_cell(method, seed, corpus, cfg, out)
+            write_json(cell_file, cell)
+        elif main:
             log(f"[seed {seed}] {method}: injecting and evaluating")
             cell, injected = run_cell(method, seed, corpus, cfg, out, inner)
             write_json(cell_file, cell)
@@ -296,6 +376,9 @@ def check_run(cfg: RunConfig) -> dict[int, Corpus]:
             training_arguments(cfg.train, tmp, 0, 1)
         check_sharded_launch(cfg.train)
     corpora = {seed: load_corpus(cfg.data, seed) for seed in cfg.seeds}
+    if cfg.stream.updates > 1:
+        for seed, corpus in corpora.items():
+            split_updates(corpus, cfg.stream, seed)
     for corpus in corpora.values():
         for method in methods:
             check = get_method(method).check

@@ -35,6 +35,7 @@ from kinject.lapael.config import LapaelConfig
 from kinject.models import DEFAULT_MODEL
 from kinject.report.frontier import ReportConfig
 from kinject.retrieval.retriever import RetrievalConfig
+from kinject.stream import StreamConfig
 from kinject.training.perturb import NoiseConfig
 from kinject.training.trainer import TrainConfig
 
@@ -90,6 +91,7 @@ class RunConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
     save_models: bool = False
     save_merged: bool = False
 

@@ -61,11 +61,13 @@ class Fact:
 
 @dataclass
 class Document:
-    """A source document (one article, one file or one sentence) to inject."""
+    """A source document (one article, one file or one sentence) to inject. ``date``: when it was
+    written or became true (any sortable string, ISO dates sort right), for ``stream.split=date``."""
 
     id: str
     text: str
     title: str = ""
+    date: str = ""
 
     @classmethod
     def from_dict(cls, row: dict[str, Any]) -> Document:
@@ -75,6 +77,8 @@ class Document:
             raise ValueError("field 'text' must be a non-empty string")
         if not isinstance(doc.title, str):
             raise ValueError("field 'title' must be a string")
+        if not isinstance(doc.date, str):
+            raise ValueError("field 'date' must be a string")
         return doc
 
 
@@ -153,7 +157,8 @@ class Corpus:
     def content_hash(self) -> str:
         """sha256 (first 16 hex digits) of the documents, paraphrases, probes and prompt."""
         payload = {
-            "documents": [dataclasses.asdict(d) for d in self.documents],
+            "documents": [{k: v for k, v in dataclasses.asdict(d).items() if k != "date" or v}  # as before dates
+                          for d in self.documents],
             "paraphrases": self.paraphrases,
             "probes": [dataclasses.asdict(p) for p in self.probes],
             "fewshot": self.fewshot,

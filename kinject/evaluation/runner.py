@@ -47,6 +47,7 @@ class Context:
 
 ContextFn = Callable[[Sequence[Probe]], list[Context]]
 GENERAL_KINDS: tuple[str, ...] = ("general_qa", "general_mcq", "general_kl")
+CORPUS_KINDS: tuple[str, ...] = ("qa", "mcq", "cloze")  # probes of the corpus (the others measure general knowledge)
 EVAL_KINDS: tuple[str, ...] = (*PROBE_KINDS, *GENERAL_KINDS)
 _SENTENCE_END = re.compile(r"(?<=[^\s.]{2})\.(\s|$)")
 
@@ -100,7 +101,8 @@ def _answer_records(probes: list[Probe], prompts: list[str], preds: list[str], h
     ]
 
 
-def _summarise(kind: str, records: list[dict[str, Any]]) -> dict[str, float]:
+def summarise(kind: str, records: list[dict[str, Any]]) -> dict[str, float]:
+    """A kind's metrics (accuracy, EM, F1... and retrieval recall where recorded) over its records."""
     keys = ("acc", "acc_norm") if kind in ("mcq", "general_mcq") else ("accuracy", "em", "f1", "recall")
     out = {k: mean([r[k] for r in records]) for k in keys} | {"n": len(records)}
     ranks = [r["gold_rank"] for r in records if "gold_rank" in r]
@@ -195,7 +197,7 @@ def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: Context
             preds = PrefixLM(model, tokenizer, r_header, **kw).generate(prompts, cfg.max_new_tokens, desc=kind)
             records = _answer_records(probes, prompts, preds, r_header)
         records = [r | extra for r, extra in zip(records, extras)]
-        metrics[kind] = _summarise(kind, records)
+        metrics[kind] = summarise(kind, records)
         samples.extend(records)
     metrics["normalisation"] = NORMALISATION  # type: ignore[assignment]
     return metrics, samples

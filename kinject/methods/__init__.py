@@ -11,6 +11,7 @@ from kinject.methods import (  # noqa: F401  (registration side effects)
     qa_mix,
     rag,
     replay_mix,
+    retrain_mix,
 )
 from kinject.methods.registry import (
     Injected,

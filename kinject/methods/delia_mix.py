@@ -22,7 +22,7 @@ def check_delia(corpus: Corpus, cfg: RunConfig) -> None:
 @register_training_mix("delia", "with int(documents x delia.ratio) of the model's own answers to diverse "
                        "queries mixed into the training (DELIA)", check=check_delia)
 def with_self_samples(req: InjectRequest) -> InjectRequest:
-    samples = select_self_samples(req.cfg.model, req.loaded, len(req.corpus.documents), req.cfg.delia,
+    samples = select_self_samples(req.cfg.model, req.source, len(req.corpus.documents), req.cfg.delia,
                                   generation_cache(req.cfg.delia.cache))
     return dataclasses.replace(req, self_samples=samples)
 

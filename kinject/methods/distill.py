@@ -68,8 +68,8 @@ def distill(req: InjectRequest) -> Injected:
     if not prompts:
         raise UserError(f"distill.queries={cfg.queries}: no prompt for any document of corpus {req.corpus.name!r}")
     asked, index_seconds = _teacher_prompts(req, prompts)
-    targets = teacher_targets(req.loaded.model, req.loaded.tokenizer, asked, cfg,
-                              directory_fingerprint(req.loaded.path),
+    targets = teacher_targets(req.source.model, req.source.tokenizer, asked, cfg,
+                              directory_fingerprint(req.source.path),
                               cache_dir() / "distill" if cfg.cache else None, req.cfg.train.progress)
     if not targets.rows:
         raise UserError("distill: the teacher answered no prompt (every answer empty)")

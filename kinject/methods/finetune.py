@@ -38,7 +38,7 @@ def paraphrase_texts(req: InjectRequest) -> tuple[list[str], dict[str, Any]]:
     return texts, para.info
 
 
-def _merged(model: Any) -> Any:
+def merged(model: Any) -> Any:
     """``model`` with a LoRA adapter folded in, so that a further phase trains a fresh one."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
 
@@ -72,12 +72,12 @@ def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = 
     model, results = req.loaded.model, []
     if before:
         model, first = train_causal_lm(model, req.loaded.tokenizer, before, demo_cfg, req.seed)
-        model = _merged(model)
+        model = merged(model)
         results.append(first)
     model, res = train_causal_lm(model, req.loaded.tokenizer, mix, cfg, req.seed, copies, perturbation)
     results.append(res)
     if after:
-        model, last = train_causal_lm(_merged(model), req.loaded.tokenizer, after, demo_cfg, req.seed)
+        model, last = train_causal_lm(merged(model), req.loaded.tokenizer, after, demo_cfg, req.seed)
         results.append(last)
     if demos is not None:
         info["demonstrations"] = demos.info
@@ -98,12 +98,12 @@ def with_replay(req: InjectRequest, mix: list[TrainText], info: dict[str, Any]
     if not req.replay:
         return mix, cost
     cache = cache_dir() / "distill" if req.cfg.replay.cache else None
-    key = directory_fingerprint(req.loaded.path)
+    key = directory_fingerprint(req.source.path)
     added: list[TrainText] = []
     info["replay"] = []
     for plan in req.replay:
         wanted = max(1, round(plan.cfg.ratio * len(mix)))
-        texts, about = plan.texts(req.loaded, key, wanted, cache, req.cfg.train.progress)
+        texts, about = plan.texts(req.source, key, wanted, cache, req.cfg.train.progress)
         added += texts
         info["replay"].append(about)
         cost.add(GenerationCost(**about["cost"]))

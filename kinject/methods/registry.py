@@ -38,7 +38,10 @@ class InjectRequest:
     """The inputs of one injection: ``workdir`` is where the method may write artefacts;
     ``demonstrations``, set by ``+qa``, are trained with, before or after the method's own texts;
     ``self_samples``, set by ``+delia``, are mixed in with them; ``replay``, set by ``+replay`` and
-    ``+anchor``, says what general text to mix in and with which loss."""
+    ``+anchor``, says what general text to mix in and with which loss. In a stream (``stream.updates``
+    > 1) ``loaded`` is the model the earlier updates produced, ``history`` holds those updates'
+    corpora, and ``frozen`` is the base model, from which a method derives what it derives from
+    "the model as loaded" (a teacher's targets, replay texts, self-samples); see :attr:`source`."""
 
     loaded: LoadedModel
     corpus: Corpus
@@ -48,6 +51,13 @@ class InjectRequest:
     demonstrations: Demonstrations | None = None
     self_samples: SelfSamples | None = None
     replay: tuple[Replay, ...] = ()
+    frozen: LoadedModel | None = None
+    history: tuple[Corpus, ...] = ()
+
+    @property
+    def source(self) -> LoadedModel:
+        """The model targets and samples come from: ``frozen`` in a stream, else ``loaded``."""
+        return self.frozen or self.loaded
 
 
 @dataclass

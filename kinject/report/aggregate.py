@@ -9,6 +9,7 @@ from typing import Any
 
 from kinject import __version__
 from kinject.evaluation.metrics import NORMALISATION, mean, stderr
+from kinject.stream import aggregate_stream
 
 SCHEMA_VERSION = 1
 _PACKAGES = ("torch", "transformers", "peft", "accelerate")
@@ -76,14 +77,18 @@ def paired_comparisons(methods: dict[str, dict[str, Any]]) -> dict[str, dict[str
 
 def method_entry(per_seed: dict[int, dict[str, Any]]) -> dict[str, Any]:
     """One method's entry of results.json from its cells {seed: cell}: the seeds, the mean and
-    standard error of every metric and cost all its cells have, and the cells."""
+    standard error of every metric and cost all its cells have, and the cells; for a stream, its
+    matrix, general metrics and costs per update (:func:`~kinject.stream.aggregate_stream`)."""
     seeds = sorted(per_seed)
     measures = [_measures(per_seed[s]) for s in seeds]
     keys = sorted({k for m in measures for k in m})
     series = {k: [m.get(k) for m in measures] for k in keys}
     series = {k: v for k, v in series.items() if all(x is not None for x in v)}
-    return {"seeds": seeds, "mean": {k: mean(v) for k, v in series.items()},
-            "stderr": {k: stderr(v) for k, v in series.items()}, "per_seed": {str(s): per_seed[s] for s in seeds}}
+    entry = {"seeds": seeds, "mean": {k: mean(v) for k, v in series.items()},
+             "stderr": {k: stderr(v) for k, v in series.items()}, "per_seed": {str(s): per_seed[s] for s in seeds}}
+    if all("stream" in per_seed[s] for s in seeds):
+        entry["stream"] = aggregate_stream([per_seed[s] for s in seeds])
+    return entry
 
 
 def build_results(cells: dict[str, dict[int, dict[str, Any]]], *, config: dict[str, Any], model: dict[str, str],

@@ -106,6 +106,10 @@ def format_table(results: dict[str, Any]) -> str:
     header, rows = comparison_rows(results)
     if rows:
         out += ["", *fixed_width(header, rows)]
+    streams = [([name], e) for name, e in results["methods"].items() if "stream" in e]
+    if streams:
+        titles, rows = metric_rows(streams, STREAM_COLUMNS)
+        out += ["", *fixed_width(["stream", *titles], rows)]
     return "\n".join(out)
 
 
@@ -163,7 +167,46 @@ def report_markdown(results: dict[str, Any]) -> str:
                   "Each `X+mod` against `X` on the same seeds: the mean of the per-seed differences ± their standard",
                   "error (the world's difficulty cancels in a difference).", "",
                   markdown_table(header, rows), ""]
+    lines += stream_markdown(results)
     return "\n".join(lines)
+
+
+STREAM_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("final MCQ acc", "stream.final.mcq.acc", "{:.3f}"), ("forgetting MCQ", "stream.forgetting.mcq.acc", "{:+.3f}"),
+    ("final QA acc", "stream.final.qa.accuracy", "{:.3f}"),
+    ("forgetting QA", "stream.forgetting.qa.accuracy", "{:+.3f}"), ("retention", "retention.accuracy", "{:.3f}"),
+    ("train s (sum)", "stream.cumulative_train_seconds", "{:.0f}"),
+    ("teacher s (sum)", "stream.cumulative_teacher_seconds", "{:.0f}"),
+    ("index s (sum)", "stream.cumulative_index_seconds", "{:.1f}"),
+)
+
+
+def stream_markdown(results: dict[str, Any]) -> list[str]:
+    """report.md's stream section (empty without a stream): the summary per method, then each
+    method's accuracy matrix (after update i, on update j's probes) on MCQ acc (QA acc without MCQ)."""
+    streams = {name: e for name, e in results["methods"].items() if "stream" in e}
+    if not streams:
+        return []
+    titles, rows = metric_rows([([name], e) for name, e in streams.items()], STREAM_COLUMNS)
+    first = next(iter(streams.values()))["stream"]
+    sizes = ", ".join(f"{u['documents']} documents / {u['probes']} probes" for u in first["updates"])
+    lines = ["## A stream of updates", "",
+             f"The corpus in {len(first['updates'])} updates ({first['split']}: {sizes}), injected one after another. "
+             "final: the mean over updates of the last model's accuracy on each; forgetting: the mean over all but "
+             "the last update of its best accuracy after any earlier update minus the final one.", "",
+             markdown_table(["method", *titles], rows), ""]
+    for name, entry in streams.items():
+        mean_m, err_m = entry["stream"]["matrix_mean"], entry["stream"]["matrix_stderr"]
+        key = "mcq.acc" if "mcq.acc" in mean_m[0][0] else "qa.accuracy"
+        if key not in mean_m[0][0]:
+            continue
+        several = len(entry["seeds"]) > 1
+        body = [[f"after {i + 1}", *[f"{m[key]:.3f}" + (f" ± {e[key]:.3f}" if several else "")
+                                     for m, e in zip(row, erow)], *[""] * (len(mean_m) - len(row))]
+                for i, (row, erow) in enumerate(zip(mean_m, err_m))]
+        lines += [f"`{name}`, {key}:", "", markdown_table(["", *[f"update {j + 1}" for j in range(len(mean_m))]],
+                                                          body), ""]
+    return lines
 
 
 def show_setting(value: Any) -> str:

@@ -1,0 +1,33 @@
+"""``+retrain``: in a stream of updates, the baseline of retraining from the base model on every
+update so far at each update (``ft+retrain``, ``ft-para+retrain``); its cost grows with the
+stream. See :mod:`kinject.stream`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from kinject.config import RunConfig
+from kinject.data.schema import Corpus
+from kinject.errors import UserError
+from kinject.methods.registry import InjectRequest, register_training_mix
+from kinject.models import load_model
+
+
+def check_retrain(corpus: Corpus, cfg: RunConfig) -> None:
+    if cfg.stream.updates < 2:
+        raise UserError("+retrain: retrains at each update of a stream; set stream.updates to 2 or more")
+
+
+@register_training_mix("retrain", "in a stream (stream.updates > 1), retrained from the base model on every update "
+                       "so far at each update: the baseline a sequential method is compared with",
+                       check=check_retrain)
+def from_the_base(req: InjectRequest) -> InjectRequest:
+    if not req.history:
+        return req
+    parts = (*req.history, req.corpus)
+    everything = dataclasses.replace(
+        req.corpus, name=f"{req.corpus.name}+earlier", documents=[d for c in parts for d in c.documents],
+        probes=[p for c in parts for p in c.probes], facts=[f for c in parts for f in c.facts],
+        paraphrases={k: v for c in parts for k, v in c.paraphrases.items()})
+    return dataclasses.replace(req, loaded=load_model(req.cfg.model, req.cfg.model_dtype), corpus=everything)

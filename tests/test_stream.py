@@ -1,0 +1,111 @@
+"""A stream of updates: the split, the summary, a stream bench with the retrain baseline, bad input."""
+
+import json
+
+import pytest
+
+from kinject import bench
+from kinject.cli import main
+from kinject.config import load_config
+from kinject.data.schema import Corpus, Document, Probe
+from kinject.errors import UserError
+from kinject.report.render import report_markdown
+from kinject.stream import StreamConfig, split_updates, stream_summary
+from tests.test_bench import TINY_WORLD
+
+
+def _corpus(n: int, dates: list[str] | None = None, probe_every: int = 1) -> Corpus:
+    docs = [Document(f"d{i}", f"Document {i}.", date=dates[i] if dates else "") for i in range(n)]
+    probes = [Probe(f"p{i}", "qa", f"Question {i}?", ["x"], doc_id=f"d{i}") for i in range(0, n, probe_every)]
+    return Corpus("mine", docs, probes, paraphrases={f"d{i}": [f"Para {i}."] for i in range(n)})
+
+
+def test_order_split_cuts_near_equal_runs_and_probes_follow_their_documents():
+    updates = split_updates(_corpus(7), StreamConfig(updates=3), seed=0)
+    assert [[d.id for d in u.documents] for u in updates] == [["d0", "d1"], ["d2", "d3", "d4"], ["d5", "d6"]]
+    assert [[p.id for p in u.probes] for u in updates] == [["p0", "p1"], ["p2", "p3", "p4"], ["p5", "p6"]]
+    assert set(updates[1].paraphrases) == {"d2", "d3", "d4"}
+    def shuffled(seed):
+        return [[d.id for d in u.documents] for u in split_updates(_corpus(7), StreamConfig(3, "shuffled"), seed)]
+
+    assert shuffled(5) == shuffled(5) and sorted(d for u in shuffled(5) for d in u) == [f"d{i}" for i in range(7)]
+    assert any(shuffled(seed) != shuffled(0) for seed in range(1, 5))  # the run seed decides
+
+def test_date_split_never_cuts_one_date():
+    dates = ["2026-01", "2026-01", "2026-01", "2026-02", "2026-03", "2026-03"]
+    updates = split_updates(_corpus(6, dates), StreamConfig(updates=2, split="date"), seed=0)
+    assert [{d.date for d in u.documents} for u in updates] == [{"2026-01"}, {"2026-02", "2026-03"}]
+    three = split_updates(_corpus(6, dates), StreamConfig(updates=3, split="date"), seed=0)
+    assert [len(u.documents) for u in three] == [3, 1, 2]
+
+
+@pytest.mark.parametrize("corpus, cfg, message", [
+    (_corpus(3), StreamConfig(updates=4), r"stream\.updates=4: corpus 'mine' has only 3 documents"),
+    (_corpus(4, probe_every=3), StreamConfig(updates=4), r"update 2 of 4 .* has no probe"),
+    (_corpus(3), StreamConfig(updates=2, split="date"), r"document 'd0' of corpus 'mine' has no 'date'"),
+    (_corpus(3, ["a", "a", "b"]), StreamConfig(updates=3, split="date"), r"only 2 distinct dates"),
+])
+def test_a_stream_that_cannot_split_is_one_error(corpus, cfg, message):
+    with pytest.raises(UserError, match=message):
+        split_updates(corpus, cfg, seed=0)
+
+
+def test_a_probe_of_no_document_cannot_join_a_stream():
+    corpus = _corpus(2)
+    corpus.probes.append(Probe("lost", "qa", "Where?", ["x"], doc_id="elsewhere"))
+    with pytest.raises(UserError, match=r"probe 'lost' .* names no document"):
+        split_updates(corpus, StreamConfig(updates=2), seed=0)
+
+
+def test_summary_final_accuracy_forgetting_and_cumulative_cost():
+    matrix = [[{"mcq.acc": 0.8}],
+              [{"mcq.acc": 0.6}, {"mcq.acc": 0.9}],
+              [{"mcq.acc": 0.5}, {"mcq.acc": 0.7}, {"mcq.acc": 0.6}]]
+    costs = [{"train_seconds": 10.0}, {"train_seconds": 20.0}, {"train_seconds": 30.0}]
+    out = stream_summary(matrix, costs)
+    assert out["stream.final.mcq.acc"] == pytest.approx((0.5 + 0.7 + 0.6) / 3)
+    assert out["stream.forgetting.mcq.acc"] == pytest.approx(((0.8 - 0.5) + (0.9 - 0.7)) / 2)
+    assert out["stream.cumulative_train_seconds"] == 60.0
+
+
+def test_a_stream_bench_with_the_retrain_baseline_and_rag(tiny_model_dir, tmp_path):
+    cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "stream.updates=2",
+                             "methods=[ft,ft+retrain,rag]", "eval.kinds=[qa,mcq,retention]"])
+    results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    cells = {m: results["methods"][m]["per_seed"]["0"] for m in cfg.methods}
+    for cell in cells.values():
+        stream = cell["stream"]
+        assert [len(row) for row in stream["matrix"]] == [1, 2] and len(stream["general"]) == 2
+        assert sum(u["documents"] for u in stream["updates"]) == 3
+        assert "retention.accuracy" in stream["general"][1] and "mcq.acc" in stream["matrix"][1][0]
+        assert 0 <= cell["metrics"]["stream.final.mcq.acc"] <= 1 and "stream.forgetting.mcq.acc" in cell["metrics"]
+        assert cell["metrics"]["mcq.acc"] == pytest.approx(  # the final model on every probe
+            sum(r["acc"] for r in _samples(tmp_path, cell, "mcq")) / len(_samples(tmp_path, cell, "mcq")))
+    ft, retrain, rag = cells["ft"], cells["ft+retrain"], cells["rag"]
+    # update 2: ft trains its own documents, the baseline retrains on both updates' documents
+    assert retrain["stream"]["cost"][1]["train_tokens"] > ft["stream"]["cost"][1]["train_tokens"]
+    assert retrain["stream"]["cost"][0]["train_tokens"] == ft["stream"]["cost"][0]["train_tokens"]
+    assert rag["cost"]["train_steps"] == 0 and all(c["index_seconds"] > 0 for c in rag["stream"]["cost"])
+    assert ft["cost"]["train_tokens"] == sum(c["train_tokens"] for c in ft["stream"]["cost"])
+    entry = results["methods"]["ft"]["stream"]
+    assert len(entry["matrix_mean"]) == 2 and "mcq.acc" in entry["matrix_mean"][1][1]
+    report = report_markdown(results)
+    assert "## A stream of updates" in report and "`ft+retrain`, mcq.acc:" in report
+
+
+def _samples(run_parent, cell, kind):
+    path = run_parent / "run" / "samples" / f"{cell['method']}-seed{cell['seed']}.jsonl"
+    return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == kind]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["bench", "--methods", "ft", "stream.updates=1000"], "stream.updates=1000: corpus"),
+    (["bench", "--methods", "ft+retrain"], "+retrain: retrains at each update of a stream"),
+    (["bench", "--methods", "ft", "stream.split=monthly"], "stream.split"),
+    (["bench", "--methods", "ft", "stream.updates=0"], "stream.updates"),
+])
+def test_bad_stream_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
