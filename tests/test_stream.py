@@ -91,6 +91,8 @@ def test_a_stream_bench_with_the_retrain_baseline_and_rag(tiny_model_dir, tmp_pa
     assert len(entry["matrix_mean"]) == 2 and "mcq.acc" in entry["matrix_mean"][1][1]
     report = report_markdown(results)
     assert "## A stream of updates" in report and "`ft+retrain`, mcq.acc:" in report
+    page = (tmp_path / "run" / "report.html").read_text()
+    assert "<h2>A stream of updates</h2>" in page and "cumulative preparation seconds" in page
 
 
 def _samples(run_parent, cell, kind):

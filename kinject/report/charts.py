@@ -190,3 +190,61 @@ def sweep_chart(summary: dict[str, Any]) -> Any | None:
     fig.suptitle(f"seeds {seeds}; {note}", fontsize="small")
     fig.tight_layout()
     return fig
+
+
+def stream_accuracy_chart(methods: dict[str, dict[str, Any]], title: str, key: str) -> Any | None:
+    """One panel per method with a stream: the accuracy (``key``) on each update's probes (a line
+    per update j) after each update i >= j, with standard-error bars over seeds."""
+    plt = pyplot()
+    streams = {m: e["stream"] for m, e in methods.items() if "stream" in e and key in e["stream"]["matrix_mean"][0][0]}
+    if not streams:
+        return None
+    k = len(next(iter(streams.values()))["updates"])
+    fig, axes = plt.subplots(1, len(streams), figsize=(2.6 * len(streams) + 0.8, 3.0), sharey=True, squeeze=False)
+    for ax, (name, stream) in zip(axes[0], streams.items()):
+        several = len(methods[name]["seeds"]) > 1
+        for j in range(k):
+            xs = list(range(j + 1, k + 1))
+            ys = [stream["matrix_mean"][i][j][key] for i in range(j, k)]
+            errs = [stream["matrix_stderr"][i][j][key] for i in range(j, k)] if several else None
+            ax.errorbar(xs, ys, yerr=errs, marker=MARKERS[j % len(MARKERS)], capsize=3, label=f"update {j + 1}")
+        ax.set_title(name, fontsize="small")
+        ax.set_xticks(range(1, k + 1))
+        ax.set_xlabel("after update", fontsize="small")
+        ax.set_ylim(0, 1.05)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel(title, fontsize="small")
+    axes[0][-1].legend(fontsize="x-small", title="probes of", title_fontsize="x-small")
+    fig.suptitle(f"{title} on each update's probes, update after update\n"
+                 f"{error_note([methods[m] for m in streams])}", fontsize="small")
+    fig.tight_layout()
+    return fig
+
+
+STREAM_COSTS = ("train_seconds", "teacher_seconds", "index_seconds")
+
+
+def stream_cost_chart(methods: dict[str, dict[str, Any]]) -> Any | None:
+    """The cumulative preparation seconds (training, teacher, indexing) after each update, a line per
+    method with a stream."""
+    plt = pyplot()
+    streams = {m: e["stream"] for m, e in methods.items() if "stream" in e}
+    if not streams:
+        return None
+    styles = method_styles(list(methods))
+    fig, ax = plt.subplots(figsize=(4.6, 3.2))
+    for name, stream in streams.items():
+        total, ys = 0.0, []
+        for cost in stream["cost_mean"]:
+            total += sum(cost.get(c, 0.0) for c in STREAM_COSTS)
+            ys.append(total)
+        colour, marker = styles[name]
+        ax.plot(range(1, len(ys) + 1), ys, marker=marker, color=colour, label=name)
+    ax.set_xticks(range(1, len(next(iter(streams.values()))["updates"]) + 1))
+    ax.set_xlabel("after update", fontsize="small")
+    ax.set_ylabel("seconds, cumulative", fontsize="small")
+    ax.set_title("preparation cost over the stream\n(training, teacher, indexing; mean over seeds)", fontsize="small")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="x-small")
+    fig.tight_layout()
+    return fig

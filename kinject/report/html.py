@@ -19,8 +19,10 @@ from typing import Any
 from kinject.report import charts
 from kinject.report.frontier import frontier_points, pareto_set
 from kinject.report.render import (
+    STREAM_COLUMNS,
     comparison_rows,
     corpus_line,
+    metric_rows,
     per_seed_rows,
     precision_line,
     recommendation_line,
@@ -147,6 +149,30 @@ def measure_charts(methods: dict[str, dict[str, Any]]) -> list[str]:
     return out
 
 
+def stream_html(results: dict[str, Any]) -> list[str]:
+    """The stream section (none without a stream): the summary table, the accuracy of each
+    update's probes across the updates, the cumulative cost."""
+    methods = results["methods"]
+    streams = [([name], e) for name, e in methods.items() if "stream" in e]
+    if not streams:
+        return []
+    titles, rows = metric_rows(streams, STREAM_COLUMNS)
+    figures = []
+    best = charts.headline(methods)
+    fig = charts.stream_accuracy_chart(methods, *best) if best else None
+    if fig is not None:
+        figures.append(figure_html(fig, f"line charts: {best[0]} on each update's probes",
+                                   f"{best[0]} on the probes of each update after every later update: a falling "
+                                   "line is knowledge the later updates made the model forget."))
+    fig = charts.stream_cost_chart(methods)
+    if fig is not None:
+        figures.append(figure_html(fig, "line chart: cumulative preparation seconds per update",
+                                   "What keeping up cost: training, teacher and indexing seconds summed over the "
+                                   "updates so far."))
+    return ["<h2>A stream of updates</h2>", table_html(["method", *titles], rows, mark_best=False),
+            '<div class="charts">', *figures, "</div>"]
+
+
 def _page(title: str, body: list[str]) -> str:
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>\n"
@@ -184,6 +210,7 @@ def run_html(results: dict[str, Any]) -> str:
     if trade_offs:
         body += ["<h2>Trade-offs</h2>", '<div class="charts">', *trade_offs, "</div>"]
     body += ["<h2>Each measure</h2>", '<div class="charts">', *measure_charts(results["methods"]), "</div>"]
+    body += stream_html(results)
     if len(results["seeds"]) > 1:
         body += ["<details><summary>Per seed</summary>", table_html(*per_seed_rows(results), mark_best=False),
                  "</details>"]
