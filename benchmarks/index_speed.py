@@ -1,6 +1,7 @@
 """Retrieval speed at scale: build an index of generated passages, then time single queries.
 
     .venv/bin/python benchmarks/index_speed.py [--passages 100000] [--queries 200] [--k 5] [--nprobe N]
+        [--backend torch|onnx] [--side-by-side 2000]
 
 Passages are generated articles about invented entities (two fact sentences each, built from the
 built-in benchmark's templates), so the corpus is as large as asked and no download is needed.
@@ -9,7 +10,10 @@ embedder with an empty embedding cache, FAISS (IVF-flat from ``--ivf-threshold``
 the index is then saved and loaded back. Query latency is one question at a time (embedding + search), as an
 interactive user sees it; p50/p95 over ``--queries`` questions. The search alone is then timed
 for an exact flat index and for IVF at several nprobe values over the same vectors, each with the
-share of the exact top-k it finds, measured in the same run.
+share of the exact top-k it finds, measured in the same run. ``--backend`` is the embedder's
+engine for the build and the queries (``retrieval.backend``); the side-by-side section then embeds
+the first ``--side-by-side`` passages and times the same single queries with both engines, one
+after the other in the same run, and prints their ratios and the vectors' agreement.
 """
 
 from __future__ import annotations
@@ -72,12 +76,14 @@ def main() -> None:
                     help="IVF from this many passages on (kinject's default is higher; this exercises IVF at 100k)")
     ap.add_argument("--nprobe", type=int, default=RetrievalConfig().nprobe)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    ap.add_argument("--side-by-side", type=int, default=2000, help="passages embedded by both engines (0: skip)")
     args = ap.parse_args()
 
     docs, questions = generate(args.passages, args.seed)
     cfg = RetrievalConfig(chunking="document", ivf_threshold=args.ivf_threshold, nprobe=args.nprobe, progress=True)
     with tempfile.TemporaryDirectory() as tmp:
-        embedder = Embedder(cfg.embedder, cache_dir=Path(tmp) / "cache")  # empty cache: every passage embedded
+        embedder = Embedder(cfg.embedder, cache_dir=Path(tmp) / "cache", backend=args.backend)  # empty cache
         tokens = sum(len(ids) for ids in embedder.tokenizer([d.text for d in docs[:2000]])["input_ids"]) / min(
             2000, len(docs))
         start = time.perf_counter()
@@ -123,7 +129,10 @@ def main() -> None:
             approx = idx.search(qvecs, args.k)[1]
             overlap = statistics.mean(len(set(a) & set(e)) / args.k for a, e in zip(approx, exact))
             rows.append((label, statistics.median(times) * 1000, overlap))
-        loaded.index.nprobe = loaded.meta["index"].get("nprobe", 1)
+        if loaded.meta["index"]["type"] == "ivf-flat":
+            loaded.index.nprobe = loaded.meta["index"]["nprobe"]
+        engines = side_by_side([d.text for d in docs[: args.side_by_side]], [q for q, _ in sample]) \
+            if args.side_by_side else []
 
     ms = sorted(x * 1000 for x in latencies)
     pct = lambda p: ms[min(len(ms) - 1, round(p / 100 * (len(ms) - 1)))]  # noqa: E731
@@ -143,6 +152,35 @@ def main() -> None:
     for label, p50, overlap in rows:
         print(f"  {label:16s}  {p50:7.2f} ms   {overlap:.3f}")
     print(f"top-1 = source doc  {top1 / len(sample):.3f} of queries")
+    print(f"index memory        {vectors.nbytes / 2**20:.0f} MiB of vectors here = "
+          f"{vectors.nbytes / len(vectors) * 1e6 / 2**30:.2f} GiB per million passages ({embedder.dim}-d float32)")
+    if engines:
+        (_, t_ps, t_ms, _), (_, o_ps, o_ms, agree) = engines
+        print(f"engines side by side ({args.side_by_side} passages, {len(sample)} single queries, same run):")
+        for name, ps, p50, _ in engines:
+            print(f"  {name:6s}  embed {ps:6.0f} passages/s   query embedding p50 {p50:6.2f} ms")
+        print(f"  onnx / torch: embed x{o_ps / t_ps:.2f}, query time x{o_ms / t_ms:.2f}; "
+              f"cosine of their vectors min {agree:.6f}")
+
+
+def side_by_side(passages: list[str], queries: list[str]) -> list[tuple[str, float, float, float]]:
+    """(engine, passages/s, p50 ms of one query's embedding, min cosine to torch's vectors) for the
+    torch and onnx engines, measured one after the other."""
+    out, reference = [], None
+    for backend in ("torch", "onnx"):
+        embedder = Embedder(backend=backend)
+        embedder.encode_queries(queries[:1])  # warm-up
+        start = time.perf_counter()
+        vectors = embedder.encode_passages(passages)
+        rate = len(passages) / (time.perf_counter() - start)
+        times = []
+        for q in queries:
+            t = time.perf_counter()
+            embedder.encode_queries([q])
+            times.append(time.perf_counter() - t)
+        reference = vectors if reference is None else reference
+        out.append((backend, rate, statistics.median(times) * 1000, float((vectors * reference).sum(1).min())))
+    return out
 
 
 if __name__ == "__main__":

@@ -245,3 +245,22 @@ def test_a_chunk_longer_than_the_embedders_window_is_split_not_cut():
     assert all(len(embedder.tokenizer(c.text, add_special_tokens=False)["input_ids"]) <= window for c in chunks)
     assert all(doc.text[c.start:c.end] == c.text for c in chunks)
     assert chunks[0].text.startswith("word0 ") and chunks[-1].text.endswith(f"word{3 * window - 1}")
+
+
+def test_the_onnx_backend_gives_the_torch_vectors_and_exports_once(tmp_path, monkeypatch):
+    import numpy as np
+
+    from kinject.retrieval.embedder import Embedder
+
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+    texts = ["Yaithai Systems makes electric bicycles.", "Who founded it?", "A much longer passage " * 20]
+    torch_vecs = Embedder().encode_passages(texts, batch_size=2)
+    onnx = Embedder(backend="onnx")
+    exported = next((tmp_path / "cache" / "embedders" / "onnx").glob("*.onnx"))
+    onnx_vecs = onnx.encode_passages(texts, batch_size=2)
+    assert onnx_vecs.shape == torch_vecs.shape and onnx_vecs.dtype == np.float32
+    assert (onnx_vecs * torch_vecs).sum(1).min() > 0.9999
+    assert np.allclose(np.linalg.norm(onnx.encode_queries(texts), axis=1), 1.0, atol=1e-5)
+    stamp = exported.stat().st_mtime_ns
+    Embedder(backend="onnx")
+    assert exported.stat().st_mtime_ns == stamp  # exported once per weights

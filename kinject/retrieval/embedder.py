@@ -9,6 +9,12 @@ Models such as E5 or bge expect a prefix before queries and passages ("query: ",
 both are configurable and recorded in every index.
 
 Vectors are float32, L2-normalised, shape (n, dim): inner product = cosine similarity.
+
+``backend``: ``torch`` runs sentence-transformers' own encode; ``onnx`` exports the transformer
+once (``torch.onnx``, to ``$KINJECT_CACHE/embedders/onnx/<fingerprint>.onnx``) and runs it with
+onnxruntime, then pools as the model's pooling module says (mean pooling: MiniLM, mpnet; CLS
+pooling: bge), and normalises; its vectors equal the torch backend's to float precision (a test
+checks cosine > 0.9999), so indexes and caches are shared between the two.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import os
 import shutil
 import sqlite3
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,7 +150,7 @@ class Embedder:
     """
 
     def __init__(self, name: str = DEFAULT_EMBEDDER, query_prefix: str = "", passage_prefix: str = "",
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, backend: str = "torch") -> None:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
@@ -163,6 +170,8 @@ class Embedder:
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         self.cache = EmbeddingCache(cache_dir / f"{self.fingerprint}.sqlite") if cache_dir else None
+        self.backend = backend
+        self._onnx = OnnxEncoder(self.model, self.fingerprint) if backend == "onnx" else None
 
     def describe(self) -> dict[str, Any]:
         """What an index records about the embedder that built it."""
@@ -183,6 +192,8 @@ class Embedder:
     def _encode(self, texts: list[str], batch_size: int, progress: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self._onnx is not None:
+            return self._onnx.encode(texts, batch_size)
         vecs = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
                                  convert_to_numpy=True, normalize_embeddings=True)
         return np.ascontiguousarray(vecs, dtype=np.float32)
@@ -205,3 +216,79 @@ class Embedder:
         known.update(new)
         out = np.stack([known[k] for k in keys]) if keys else np.zeros((0, self.dim), dtype=np.float32)
         return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def _hidden_states_module(model: Any, names: tuple[str, ...]) -> Any:
+    """``model`` as a module of positional inputs (``names``, in order) returning its last hidden
+    states (batch, tokens, dim): the form ``torch.onnx.export`` traces."""
+    import torch
+
+    class HiddenStates(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+
+        def forward(self, *inputs: Any) -> Any:
+            return self.model(**dict(zip(names, inputs))).last_hidden_state
+
+    return HiddenStates().eval()
+
+
+class OnnxEncoder:
+    """A sentence-transformers model's transformer run by onnxruntime: tokenise (the model's own
+    tokenizer and window), run, pool (mean or CLS, as the model's pooling module says), normalise.
+    The export is made once per weights fingerprint under ``$KINJECT_CACHE/embedders/onnx``."""
+
+    def __init__(self, st_model: Any, fingerprint: str) -> None:
+        import onnxruntime as ort
+        import torch
+
+        from kinject.models import cache_dir
+
+        pooling = next((m for m in st_model if type(m).__name__ == "Pooling"), None)
+        mode = getattr(pooling, "pooling_mode", None) or ("mean" if getattr(pooling, "pooling_mode_mean_tokens", 0)
+                                                          else "cls" if getattr(pooling, "pooling_mode_cls_token", 0)
+                                                          else None)
+        if mode not in ("mean", "cls"):
+            raise UserError(f"retrieval.backend=onnx: the embedder pools by {mode!r}; onnx supports mean and cls "
+                            "pooling: use retrieval.backend=torch")
+        self.pooling = mode
+        self.tokenizer = st_model.tokenizer
+        self.max_length = int(st_model.max_seq_length)
+        probe = self.tokenizer(["a", "b c"], padding=True, return_tensors="pt")
+        self.names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in probe)
+        path = cache_dir() / "embedders" / "onnx" / f"{fingerprint}.onnx"
+        if not path.is_file():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
+                staged = Path(tmp) / path.name
+                axes = {n: {0: "batch", 1: "tokens"} for n in (*self.names, "hidden")}
+                with torch.no_grad(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # the tracer's notes on shapes and indexing
+                    torch.onnx.export(_hidden_states_module(st_model[0].auto_model.float().cpu(), self.names),
+                                      tuple(probe[n] for n in self.names), str(staged), input_names=list(self.names),
+                                      output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
+                os.replace(staged, path)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = torch.get_num_threads()
+        providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """(len(texts), dim) float32 unit rows; batches of similar length (sorted), returned in order."""
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        for lo in range(0, len(order), batch_size):
+            chosen = order[lo: lo + batch_size]
+            enc = self.tokenizer([texts[i] for i in chosen], padding=True, truncation=True, max_length=self.max_length,
+                                 return_tensors="np")
+            hidden = self.session.run(None, {n: enc[n].astype(np.int64) for n in self.names})[0]
+            if self.pooling == "cls":
+                vecs = hidden[:, 0]
+            else:
+                mask = enc["attention_mask"][..., None].astype(np.float32)
+                vecs = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+            vecs = vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
+            for i, v in zip(chosen, vecs):
+                out[i] = v
+        return np.ascontiguousarray(np.stack(out), dtype=np.float32)

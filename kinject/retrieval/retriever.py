@@ -45,7 +45,8 @@ class RetrievalConfig:
     nothing is embedded) or ``hybrid`` (both rankings, each ``candidates`` deep, fused by reciprocal
     rank fusion with constant ``rrf_constant``). rerank: a cross-encoder directory (or cached hub
     id; :mod:`kinject.retrieval.rerank`) that reorders the first stage's ``candidates`` best
-    chunks and keeps ``k`` (None: no reranking).
+    chunks and keeps ``k`` (None: no reranking). backend: ``torch`` (sentence-transformers) or
+    ``onnx`` (the same weights exported once and run by onnxruntime; the same vectors).
     """
 
     embedder: str = DEFAULT_EMBEDDER
@@ -65,9 +66,11 @@ class RetrievalConfig:
     candidates: int = 20
     rrf_constant: int = 60
     rerank: str | None = None
+    backend: str = "torch"
 
     CHECKS: ClassVar[dict[str, Check]] = {
-        "mode": one_of(*MODES), "candidates": at_least(1), "rrf_constant": at_least(0),
+        "backend": one_of("torch", "onnx"), "mode": one_of(*MODES), "candidates": at_least(1),
+        "rrf_constant": at_least(0),
         "k": at_least(1), "chunking": one_of(*CHUNKINGS), "chunk_tokens": at_least(1), "chunk_overlap": at_least(0),
         "ivf_threshold": at_least(1), "nprobe": at_least(1), "batch_size": at_least(1)}
 
@@ -93,7 +96,7 @@ def load_embedder(cfg: RetrievalConfig) -> Embedder:
     from kinject.models import cache_dir
 
     return Embedder(cfg.embedder, cfg.query_prefix, cfg.passage_prefix,
-                    cache_dir() / "embeddings" if cfg.cache else None)
+                    cache_dir() / "embeddings" if cfg.cache else None, cfg.backend)
 
 
 def corpus_chunks(documents: Sequence[Document], cfg: RetrievalConfig, embedder: Embedder
