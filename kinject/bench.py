@@ -196,8 +196,8 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     spec = get_method(method)
     updates = split_updates(corpus, cfg.stream, seed)
     _seed_everything(seed)
-    frozen = load_model(cfg.model, cfg.model_dtype)
     current = load_model(cfg.model, cfg.model_dtype)
+    frozen = load_model(cfg.model, cfg.model_dtype) if spec.reads_model else None
     reference = base_reference(cfg)
     own = [k for k in cfg.eval.kinds if k in CORPUS_KINDS]
     general = [k for k in cfg.eval.kinds if k not in CORPUS_KINDS]
@@ -225,7 +225,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
         after.append(flatten_metrics(metrics))
         costs.append(_cost(injected, time.perf_counter() - eval_start))
         final = metrics
-        current = LoadedModel(merged(injected.model), injected.tokenizer, frozen.source, frozen.path)
+        current = LoadedModel(merged(injected.model), injected.tokenizer, current.source, current.path)
     samples += records
     by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k and "update" in r]) for k in own}
     write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", samples)

@@ -111,3 +111,10 @@ def test_bad_stream_input_is_one_line_and_exit_2(args, message, capsys, tmp_path
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
+
+
+def test_only_methods_that_read_the_model_get_a_frozen_copy_in_a_stream():
+    from kinject.methods import get_method
+
+    assert [get_method(m).reads_model for m in ("ft", "rag", "ft+retrain", "lapael")] == [False] * 4
+    assert all(get_method(m).reads_model for m in ("distill", "ft+anchor", "delia", "ft-para+replay+rag"))

@@ -20,7 +20,8 @@ def check_delia(corpus: Corpus, cfg: RunConfig) -> None:
 
 
 @register_training_mix("delia", "with int(documents x delia.ratio) of the model's own answers to diverse "
-                       "queries mixed into the training (DELIA)", check=check_delia)
+                       "queries mixed into the training (DELIA)", check=check_delia,
+                       reads_model=True)
 def with_self_samples(req: InjectRequest) -> InjectRequest:
     samples = select_self_samples(req.cfg.model, req.source, len(req.corpus.documents), req.cfg.delia,
                                   generation_cache(req.cfg.delia.cache))

@@ -61,7 +61,8 @@ def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[
 
 
 @register_method("distill", "context distillation: trained on the answers the model gives with the document in "
-                 "its context, to prompts about it (distill.queries), without the document", check=check_distill)
+                 "its context, to prompts about it (distill.queries), without the document", check=check_distill,
+                 reads_model=True)
 def distill(req: InjectRequest) -> Injected:
     cfg = req.cfg.distill
     prompts, info = build_prompts(req.corpus, cfg, req.cfg.generate)

@@ -90,6 +90,8 @@ class MethodSpec:
     """A registered method. ``check`` raises UserError before any work if the inputs cannot serve.
 
     ``trains``: the method fine-tunes the model (a training mix such as ``+qa`` applies to it).
+    ``reads_model``: it derives data from the model as loaded (:attr:`InjectRequest.source`: a
+    teacher's targets, samples), so a stream keeps a frozen copy of the base model for it.
     A composition with an output modifier also names its ``inner`` method and the modifier's
     ``wrap``, so that ``bench`` can apply ``wrap`` to an ``inner`` result it already holds
     instead of training again.
@@ -102,6 +104,7 @@ class MethodSpec:
     inner: str | None = None
     wrap: WrapFn | None = None
     trains: bool = True
+    reads_model: bool = False
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ class Modifier:
     check: CheckFn | None = None
     wrap: WrapFn | None = None
     prepare: PrepareFn | None = None
+    reads_model: bool = False
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -121,11 +125,11 @@ _MODIFIERS: dict[str, Modifier] = {}
 
 
 def register_method(name: str, description: str, check: CheckFn | None = None,
-                    trains: bool = True) -> Callable[[InjectFn], InjectFn]:
+                    trains: bool = True, reads_model: bool = False) -> Callable[[InjectFn], InjectFn]:
     def deco(fn: InjectFn) -> InjectFn:
         if name in _REGISTRY:
             raise RuntimeError(f"method {name!r} registered twice")
-        _REGISTRY[name] = MethodSpec(name, fn, description, check, trains=trains)
+        _REGISTRY[name] = MethodSpec(name, fn, description, check, trains=trains, reads_model=reads_model)
         return fn
 
     return deco
@@ -146,11 +150,11 @@ def register_modifier(name: str, description: str, check: CheckFn | None = None)
     return deco
 
 
-def register_training_mix(name: str, description: str,
-                          check: CheckFn | None = None) -> Callable[[PrepareFn], PrepareFn]:
+def register_training_mix(name: str, description: str, check: CheckFn | None = None,
+                          reads_model: bool = False) -> Callable[[PrepareFn], PrepareFn]:
     """Register ``prepare(request) -> request``, applied before any method that trains."""
     def deco(prepare: PrepareFn) -> PrepareFn:
-        _add_modifier(Modifier(name, description, check, prepare=prepare))
+        _add_modifier(Modifier(name, description, check, prepare=prepare, reads_model=reads_model))
         return prepare
 
     return deco
@@ -180,7 +184,8 @@ def compose(inner: MethodSpec, modifier: Modifier) -> MethodSpec:
         return wrap(injected, req) if wrap else injected
 
     return MethodSpec(name, fn, f"{inner.description}, {modifier.description}", _both(inner.check, modifier.check),
-                      inner=inner.name if wrap else None, wrap=wrap, trains=inner.trains)
+                      inner=inner.name if wrap else None, wrap=wrap, trains=inner.trains,
+                      reads_model=inner.reads_model or modifier.reads_model)
 
 
 def register_composite(name: str, inner: str, modifier: str, description: str) -> None:

@@ -24,7 +24,8 @@ def check_replay(corpus: Corpus, cfg: RunConfig) -> None:
 
 @register_training_mix("replay", "with general text mixed into the training, replay.ratio texts per training text "
                        "(replay.source: self, the model's own continuations of everyday openings, or a JSONL "
-                       "of {text}), trained with the next-token loss", check=check_replay)
+                       "of {text}), trained with the next-token loss", check=check_replay,
+                       reads_model=True)
 def with_replay(req: InjectRequest) -> InjectRequest:
     plan = Replay(req.cfg.replay, loss="ce", top_k=req.cfg.anchor.top_k)
     return dataclasses.replace(req, replay=(plan, *req.replay))  # outer modifiers prepare first
@@ -36,7 +37,8 @@ def check_anchor(corpus: Corpus, cfg: RunConfig) -> None:
 
 
 @register_training_mix("anchor", "with a KL penalty toward the frozen model's next-token distributions on the "
-                       "replay texts (replay.*), weight anchor.weight", check=check_anchor)
+                       "replay texts (replay.*), weight anchor.weight", check=check_anchor,
+                       reads_model=True)
 def with_anchor(req: InjectRequest) -> InjectRequest:
     plan = Replay(req.cfg.replay, loss="forward_kl", weight=req.cfg.anchor.weight, top_k=req.cfg.anchor.top_k)
     return dataclasses.replace(req, replay=(plan, *req.replay))  # outer modifiers prepare first
