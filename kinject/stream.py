@@ -83,7 +83,8 @@ def split_updates(corpus: Corpus, cfg: StreamConfig, seed: int) -> list[Corpus]:
     check_section(cfg, "stream")
     k, docs = cfg.updates, list(corpus.documents)
     if k > len(docs):
-        raise UserError(f"stream.updates={k}: corpus {corpus.name!r} has only {len(docs)} documents")
+        raise UserError(f"stream.updates={k}: corpus {corpus.name!r} has only {len(docs)} "
+                        f"document{'s' if len(docs) > 1 else ''}")
     ids = {d.id for d in docs}
     orphan = next((p for p in corpus.probes if p.doc_id not in ids), None)
     if orphan is not None:

@@ -293,6 +293,23 @@ CASES: list[tuple[str, list[str], str]] = [
     ("eval-probes-empty", ["eval", "--model", "{m}", "--probes", "{d}/probes-empty.jsonl"], "no probes"),
     ("eval-truncated-weights", ["eval", "--model", "{t}", "--probes", "{d}/probes.jsonl"], "could not be loaded"),
     ("eval-model-missing", ["eval", "--model", "{d}/nope", "--probes", "{d}/probes.jsonl"], "no such directory"),
+    # +replay / +anchor
+    ("replay-ratio-zero", [*B, "--methods", "ft+replay", "replay.ratio=0"], "'replay.ratio': 0.0 must be"),
+    ("replay-source-missing", [*B, "--methods", "ft+replay", "replay.source={d}/nope.jsonl"],
+     "replay.source: {d}/nope.jsonl: no such file"),
+    ("replay-source-malformed", [*B, "--methods", "ft+replay", "replay.source={d}/docs-malformed.jsonl"],
+     "docs-malformed.jsonl:2"),
+    ("replay-source-no-text", [*B, "--methods", "ft+anchor", "replay.source={d}/probes.jsonl"], "probes.jsonl:1"),
+    ("replay-prompts-no-prompt", [*B, "--methods", "ft+replay", "replay.prompts={d}/docs.jsonl"], "docs.jsonl:1"),
+    ("anchor-weight-negative", [*B, "--methods", "ft+anchor", "anchor.weight=-1"], "'anchor.weight'"),
+    ("anchor-with-packing", [*B, "--methods", "ft+anchor", "train.packing=true"], "train.packing"),
+    ("replay-on-base", [*B, "--methods", "base+replay"], "trains nothing"),
+    # a stream of updates
+    ("stream-more-updates-than-documents", [*BJ, "stream.updates=2"], "stream.updates=2: corpus"),
+    ("stream-date-missing", [*B, "--methods", "ft", "stream.updates=2", "stream.split=date"], "has no 'date' field"),
+    ("stream-split-unknown", [*B, "stream.split=monthly"], "'stream.split'"),
+    ("stream-updates-zero", [*B, "stream.updates=0"], "'stream.updates'"),
+    ("retrain-outside-stream", [*B, "--methods", "ft+retrain"], "+retrain: retrains at each update of a stream"),
 ]
 
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from kinject import bench
-from kinject.cli import main
 from kinject.config import load_config
 from kinject.data.builtin.general import general_text
 from kinject.distill.loss import distillation_loss
@@ -87,26 +86,3 @@ def test_replay_and_anchor_in_a_bench_beside_ft(tiny_model_dir, tmp_path, monkey
         assert cell["cost"]["teacher_tokens"] > 0 and cell["cost"]["train_steps"] > 0
         assert cell["cost"]["train_tokens"] > cells["ft"]["cost"]["train_tokens"]
     assert cells["ft"]["cost"]["teacher_tokens"] == 0 and "replay" not in cells["ft"]["info"]
-
-
-@pytest.mark.parametrize("args, message", [
-    (["bench", "--methods", "ft+replay", "replay.ratio=0"], "replay.ratio"),
-    (["bench", "--methods", "ft+replay", "replay.source=missing.jsonl"], "replay.source: missing.jsonl"),
-    (["bench", "--methods", "ft+anchor", "anchor.weight=-1"], "anchor.weight"),
-    (["bench", "--methods", "ft+anchor", "train.packing=true"], "train.packing"),
-    (["bench", "--methods", "base+replay"], "trains nothing"),
-])
-def test_bad_replay_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and "\n" not in err
-
-
-def test_a_malformed_replay_file_names_its_line(tiny, tmp_path):
-    from kinject.errors import UserError
-
-    bad = tmp_path / "t.jsonl"
-    bad.write_text(json.dumps({"text": "fine"}) + "\n" + json.dumps({"txt": "no"}) + "\n")
-    with pytest.raises(UserError, match=r"t\.jsonl:2"):
-        Replay(ReplayConfig(source=str(bad))).texts(tiny, "tiny", 2, None, progress=False)

@@ -5,7 +5,6 @@ import json
 import pytest
 
 from kinject import bench
-from kinject.cli import main
 from kinject.config import load_config
 from kinject.data.schema import Corpus, Document, Probe
 from kinject.errors import UserError
@@ -98,19 +97,6 @@ def test_a_stream_bench_with_the_retrain_baseline_and_rag(tiny_model_dir, tmp_pa
 def _samples(run_parent, cell, kind):
     path = run_parent / "run" / "samples" / f"{cell['method']}-seed{cell['seed']}.jsonl"
     return [r for r in map(json.loads, path.read_text().splitlines()) if r["kind"] == kind]
-
-
-@pytest.mark.parametrize("args, message", [
-    (["bench", "--methods", "ft", "stream.updates=1000"], "stream.updates=1000: corpus"),
-    (["bench", "--methods", "ft+retrain"], "+retrain: retrains at each update of a stream"),
-    (["bench", "--methods", "ft", "stream.split=monthly"], "stream.split"),
-    (["bench", "--methods", "ft", "stream.updates=0"], "stream.updates"),
-])
-def test_bad_stream_input_is_one_line_and_exit_2(args, message, capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    assert main(args) == 2
-    err = capsys.readouterr().err.strip()
-    assert message in err and "\n" not in err
 
 
 def test_only_methods_that_read_the_model_get_a_frozen_copy_in_a_stream():

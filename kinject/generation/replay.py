@@ -76,10 +76,15 @@ class AnchorConfig:
 
 
 def check_replay_config(cfg: ReplayConfig) -> None:
+    """The settings, and the file ``source`` or ``prompts`` names read whole (a bad line is named)."""
     check_section(cfg, "replay")
     for key, value in (("replay.source", cfg.source), ("replay.prompts", cfg.prompts)):
         if value not in ("self", "builtin") and not Path(value).is_file():
             raise UserError(f"{key}: {value}: no such file")
+    if cfg.source == "self":
+        load_openings(cfg.prompts)
+    else:
+        load_general_texts(cfg.source)
 
 
 def _non_empty(field_name: str) -> Any:
