@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Issue 23 on development worlds 1000-1001: what +replay and +anchor buy against ft and ft-para,
+# on both retention measures (the 52 questions, and general_qa / general_mcq / general_kl). One
+# run directory per setting; read them together with
+#   kinject compare runs/retention-dev/* --pair ft+anchor,ft --markdown
+# Finished cells are skipped, so it resumes.
+set -euo pipefail
+kinject=.venv/bin/kinject
+out=runs/retention-dev
+common=("seeds=[1000,1001]" "eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]")
+$kinject bench --out $out/plain --methods base,ft,ft-para,rag "${common[@]}"
+for ratio in 0.1 0.5 1.0; do
+  $kinject bench --out $out/replay-$ratio --methods ft+replay,ft+anchor "${common[@]}" replay.ratio=$ratio
+done
+for weight in 0.3 3.0; do
+  $kinject bench --out $out/anchor-w$weight --methods ft+anchor "${common[@]}" replay.ratio=0.5 anchor.weight=$weight
+done
+$kinject bench --out $out/para-anchor --methods ft-para+anchor,ft-para+replay "${common[@]}" replay.ratio=0.5
