@@ -252,6 +252,9 @@ def cmd_inject(args: argparse.Namespace) -> int:
     from kinject.models import save_injected
 
     cfg = _load_cfg(args)
+    if cfg.stream.updates > 1:
+        raise UserError(f"stream.updates={cfg.stream.updates}: kinject inject injects the corpus once; run the stream "
+                        "with kinject bench (save_models=true keeps each cell's final model)")
     out = _fresh(args.out)
     cfg.methods, cfg.seeds = [args.method], [args.seed]
     corpus = check_run(cfg)[args.seed]

@@ -310,6 +310,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("stream-split-unknown", [*B, "stream.split=monthly"], "'stream.split'"),
     ("stream-updates-zero", [*B, "stream.updates=0"], "'stream.updates'"),
     ("retrain-outside-stream", [*B, "--methods", "ft+retrain"], "+retrain: retrains at each update of a stream"),
+    ("inject-a-stream", ["inject", "--method", "ft", "--out", "{d}/model", "model={m}", "stream.updates=2"],
+     "kinject inject injects the corpus once"),
 ]
 
 
