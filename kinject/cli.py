@@ -450,7 +450,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
     for spec in method_specs():
         print(f"{spec.name:{width}s} {spec.description}")
     for mod in modifier_specs():
-        which = "any method m that trains" if mod.prepare else "any method m"
+        which = "any method m that trains" if mod.prepare or mod.needs_training else "any method m"
         print(f"{'<m>+' + mod.name:{width}s} {which}, {mod.description} (e.g. ft+{mod.name})")
     return 0
 

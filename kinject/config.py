@@ -36,6 +36,7 @@ from kinject.models import DEFAULT_MODEL
 from kinject.report.frontier import ReportConfig
 from kinject.retrieval.retriever import RetrievalConfig
 from kinject.stream import StreamConfig
+from kinject.training.interpolate import WiseConfig
 from kinject.training.perturb import NoiseConfig
 from kinject.training.trainer import TrainConfig
 
@@ -88,6 +89,7 @@ class RunConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     replay: ReplayConfig = field(default_factory=ReplayConfig)
     anchor: AnchorConfig = field(default_factory=AnchorConfig)
+    wise: WiseConfig = field(default_factory=WiseConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     report: ReportConfig = field(default_factory=ReportConfig)

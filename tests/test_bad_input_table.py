@@ -304,6 +304,8 @@ CASES: list[tuple[str, list[str], str]] = [
     ("anchor-weight-negative", [*B, "--methods", "ft+anchor", "anchor.weight=-1"], "'anchor.weight'"),
     ("anchor-with-packing", [*B, "--methods", "ft+anchor", "train.packing=true"], "train.packing"),
     ("replay-on-base", [*B, "--methods", "base+replay"], "trains nothing"),
+    ("wise-on-rag", [*B, "--methods", "rag+wise"], "'+wise' changes what a method trained"),
+    ("wise-alpha-above-one", [*B, "--methods", "ft+wise", "wise.alpha=1.5"], "'wise.alpha': 1.5 must be in [0, 1]"),
     # a stream of updates
     ("stream-more-updates-than-documents", [*BJ, "stream.updates=2"], "stream.updates=2: corpus"),
     ("stream-date-missing", [*B, "--methods", "ft", "stream.updates=2", "stream.split=date"], "has no 'date' field"),

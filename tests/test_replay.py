@@ -85,3 +85,32 @@ def test_replay_and_anchor_in_a_bench_beside_ft(tiny_model_dir, tmp_path, monkey
         assert cell["cost"]["teacher_tokens"] > 0 and cell["cost"]["train_steps"] > 0
         assert cell["cost"]["train_tokens"] > cells["ft"]["cost"]["train_tokens"]
     assert cells["ft"]["cost"]["teacher_tokens"] == 0 and "replay" not in cells["ft"]["info"]
+
+
+def test_interpolation_ends_at_each_model_and_halves_between():
+    from kinject.training.interpolate import interpolate
+
+    a, b = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    wa, wb = a.weight.detach().clone(), b.weight.detach().clone()
+    mid = interpolate(torch.nn.Linear(3, 2).requires_grad_(False), a, 0.0)  # alpha 0: all base
+    assert torch.equal(mid.weight, wa)
+    assert torch.allclose(interpolate(a, b, 0.5).weight, (wa + wb) / 2)
+
+
+def cfg_args(model_dir) -> list[str]:
+    return [f"model={model_dir}", *TINY_WORLD]
+
+
+def test_wise_at_alpha_zero_is_the_base_model_and_reuses_the_training(tiny_model_dir, tmp_path):
+    cfg = load_config(None, [*cfg_args(tiny_model_dir), "wise.alpha=0", "methods=[base,ft,ft+wise]"])
+    results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    base, ft, wise = (results["methods"][m]["per_seed"]["0"] for m in ("base", "ft", "ft+wise"))
+    assert wise["info"]["reused"] == "ft" and wise["info"]["wise"] == {"alpha": 0.0}
+    assert wise["cost"]["train_tokens"] == ft["cost"]["train_tokens"]
+    assert {k: wise["metrics"][k] for k in base["metrics"]} == base["metrics"]
+    alone = bench.run_bench(load_config(None, [*cfg_args(tiny_model_dir), "wise.alpha=0", "methods=[ft+wise]"]),
+                            tmp_path / "alone", log=lambda m: None)["methods"]["ft+wise"]["per_seed"]["0"]
+    assert "reused" not in alone["info"] and {k: alone["metrics"][k] for k in base["metrics"]} == base["metrics"]
+    from kinject.methods import get_method
+
+    assert get_method("ft+wise+rag").inner == "ft+wise"  # a weight change, not a second context

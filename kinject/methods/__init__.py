@@ -12,6 +12,7 @@ from kinject.methods import (  # noqa: F401  (registration side effects)
     rag,
     replay_mix,
     retrain_mix,
+    wise,
 )
 from kinject.methods.registry import (
     Injected,

@@ -110,7 +110,10 @@ class MethodSpec:
 @dataclass(frozen=True)
 class Modifier:
     """Something added to any method: ``wrap`` its result (retrieval: ``+rag``), or ``prepare``
-    its request before a training method runs (demonstrations: ``+qa``); exactly one is set."""
+    its request before a training method runs (demonstrations: ``+qa``); exactly one is set.
+    ``places_context``: the wrap puts text before each question (``+rag``, ``+oracle``: at most one
+    per method); ``needs_training``: a wrap that only makes sense on a method that trains
+    (``+wise``); ``reads_model``: see :class:`MethodSpec`."""
 
     name: str
     description: str
@@ -118,6 +121,8 @@ class Modifier:
     wrap: WrapFn | None = None
     prepare: PrepareFn | None = None
     reads_model: bool = False
+    places_context: bool = False
+    needs_training: bool = False
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -141,10 +146,12 @@ def _add_modifier(modifier: Modifier) -> None:
     _MODIFIERS[modifier.name] = modifier
 
 
-def register_modifier(name: str, description: str, check: CheckFn | None = None) -> Callable[[WrapFn], WrapFn]:
+def register_modifier(name: str, description: str, check: CheckFn | None = None, places_context: bool = True,
+                      needs_training: bool = False, reads_model: bool = False) -> Callable[[WrapFn], WrapFn]:
     """Register ``wrap(injected, request) -> injected``, applied to any method's result."""
     def deco(wrap: WrapFn) -> WrapFn:
-        _add_modifier(Modifier(name, description, check, wrap=wrap))
+        _add_modifier(Modifier(name, description, check, wrap=wrap, reads_model=reads_model,
+                               places_context=places_context, needs_training=needs_training))
         return wrap
 
     return deco
@@ -177,6 +184,9 @@ def compose(inner: MethodSpec, modifier: Modifier) -> MethodSpec:
     if modifier.prepare is not None and not inner.trains:
         raise UserError(f"method {name!r}: '+{modifier.name}' changes what a method trains on, "
                         f"and {inner.name!r} trains nothing")
+    if modifier.needs_training and not inner.trains:
+        raise UserError(f"method {name!r}: '+{modifier.name}' changes what a method trained, "
+                        f"and {inner.name!r} trains nothing")
     prepare, wrap = modifier.prepare, modifier.wrap
 
     def fn(req: InjectRequest) -> Injected:
@@ -204,7 +214,7 @@ def get_method(name: str) -> MethodSpec:
     if plus and mod in _MODIFIERS and inner:
         if mod in inner.split("+"):
             raise UserError(f"method {name!r}: modifier '+{mod}' applied twice")
-        context = [m for m in (*inner.split("+"), mod) if m in _MODIFIERS and _MODIFIERS[m].wrap is not None]
+        context = [m for m in (*inner.split("+"), mod) if m in _MODIFIERS and _MODIFIERS[m].places_context]
         if len(context) > 1:
             raise UserError(f"method {name!r}: '+{context[0]}' and '+{context[1]}' each place a context before "
                             "the question; use one")
