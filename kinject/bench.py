@@ -166,6 +166,8 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
             "index_seconds": injected.index_seconds,
             "teacher_tokens": injected.teacher_tokens,
             "teacher_seconds": injected.teacher_seconds,
+            "generation_tokens": injected.generation_tokens,
+            "generation_seconds": injected.generation_seconds,
             "eval_seconds": eval_seconds,
             "wall_seconds": time.perf_counter() - start,
         },
@@ -182,6 +184,7 @@ def _cost(injected: Injected, eval_seconds: float) -> dict[str, float]:
     return {"train_tokens": injected.train_tokens, "train_seconds": injected.train_seconds,
             "train_steps": injected.train_steps, "index_seconds": injected.index_seconds,
             "teacher_tokens": injected.teacher_tokens, "teacher_seconds": injected.teacher_seconds,
+            "generation_tokens": injected.generation_tokens, "generation_seconds": injected.generation_seconds,
             "eval_seconds": eval_seconds}
 
 

@@ -297,6 +297,9 @@ def test_ft_para_trains_on_generated_paraphrases(server, tiny_model_dir, tmp_pat
     assert len(_ChatServer.calls) == docs and all(c["body"]["model"] == cfg.generate.model for c in _ChatServer.calls)
     ft_tokens = results["methods"]["ft"]["per_seed"]["0"]["cost"]["train_tokens"]
     assert cell["cost"]["train_tokens"] > ft_tokens
+    assert cell["cost"]["generation_seconds"] == source["cost"]["seconds"] > 0  # generation is a cost of the cell
+    assert cell["cost"]["generation_tokens"] == source["cost"]["prompt_tokens"] + source["cost"]["completion_tokens"]
+    assert results["methods"]["ft"]["per_seed"]["0"]["cost"]["generation_seconds"] == 0
 
 
 def test_a_missing_paraphrase_file_is_refused(capsys, tmp_path):

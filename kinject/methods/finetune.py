@@ -82,11 +82,26 @@ def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = 
     if demos is not None:
         info["demonstrations"] = demos.info
     losses = [x for r in results for x in r.losses]
+    generated = generation_cost(info)
     return Injected(model, req.loaded.tokenizer, train_tokens=sum(r.tokens for r in results),
                     train_seconds=sum(r.seconds for r in results), train_steps=sum(r.steps for r in results),
                     trainable_params=res.trainable_params, teacher_tokens=teacher.prompt_tokens
                     + teacher.completion_tokens, teacher_seconds=teacher.seconds,
+                    generation_tokens=generated.prompt_tokens + generated.completion_tokens,
+                    generation_seconds=generated.seconds,
                     info={"texts": len(texts), "copies": copies, "losses": losses, **info})
+
+
+def generation_cost(info: dict[str, Any]) -> GenerationCost:
+    """What generating the training data recorded in ``info`` cost: generated paraphrases
+    (``paraphrase_source.cost``) and self-samples (``self_samples.cost``); gold or file data cost
+    nothing here."""
+    total = GenerationCost()
+    for part in ("paraphrase_source", "self_samples"):
+        cost = info.get(part, {}).get("cost")
+        if cost is not None:
+            total.add(GenerationCost(**cost))
+    return total
 
 
 def with_replay(req: InjectRequest, mix: list[TrainText], info: dict[str, Any]

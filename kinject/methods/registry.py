@@ -64,7 +64,8 @@ class InjectRequest:
 class Injected:
     """A method's output. ``train_tokens`` counts every trained token, repeats included;
     ``teacher_tokens`` / ``teacher_seconds``: what a teacher (``distill``) read and wrote, and the
-    time it took when computed (cached targets count what they cost then)."""
+    time it took when computed (cached targets count what they cost then); ``generation_tokens`` /
+    ``generation_seconds`` the same for generated training data (paraphrases, self-samples)."""
 
     model: Any
     tokenizer: Any
@@ -76,6 +77,8 @@ class Injected:
     index_seconds: float = 0.0
     teacher_tokens: int = 0
     teacher_seconds: float = 0.0
+    generation_tokens: int = 0
+    generation_seconds: float = 0.0
     info: dict[str, Any] = field(default_factory=dict)
 
 

@@ -221,11 +221,11 @@ def stream_accuracy_chart(methods: dict[str, dict[str, Any]], title: str, key: s
     return fig
 
 
-STREAM_COSTS = ("train_seconds", "teacher_seconds", "index_seconds")
+STREAM_COSTS = ("train_seconds", "generation_seconds", "teacher_seconds", "index_seconds")
 
 
 def stream_cost_chart(methods: dict[str, dict[str, Any]]) -> Any | None:
-    """The cumulative preparation seconds (training, teacher, indexing) after each update, a line per
+    """The cumulative preparation seconds (training, generation, teacher, indexing) after each update, a line per
     method with a stream."""
     plt = pyplot()
     streams = {m: e["stream"] for m, e in methods.items() if "stream" in e}
@@ -243,7 +243,8 @@ def stream_cost_chart(methods: dict[str, dict[str, Any]]) -> Any | None:
     ax.set_xticks(range(1, len(next(iter(streams.values()))["updates"]) + 1))
     ax.set_xlabel("after update", fontsize="small")
     ax.set_ylabel("seconds, cumulative", fontsize="small")
-    ax.set_title("preparation cost over the stream\n(training, teacher, indexing; mean over seeds)", fontsize="small")
+    ax.set_title("preparation cost over the stream\n(training, generation, teacher, indexing; mean over seeds)",
+                 fontsize="small")
     ax.grid(alpha=0.3)
     ax.legend(fontsize="x-small")
     fig.tight_layout()

@@ -64,7 +64,8 @@ def _figure(entry: dict[str, Any], key: str) -> str:
 
 def _cost(entry: dict[str, Any]) -> float:
     """Seconds a method spends before it can answer: training, indexing and the teacher."""
-    return sum(entry["mean"].get(k, 0.0) for k in ("train_seconds", "index_seconds", "teacher_seconds"))
+    return sum(entry["mean"].get(k, 0.0) for k in ("train_seconds", "index_seconds", "teacher_seconds",
+                                                     "generation_seconds"))
 
 
 def recommendation(methods: dict[str, dict[str, Any]], min_retention: float = MIN_RETENTION) -> str | None:
@@ -91,5 +92,6 @@ def recommendation(methods: dict[str, dict[str, Any]], min_retention: float = MI
         ref = "rag" if "rag" in open_book else max(open_book, key=lambda m: open_book[m][0])
         share = points[n][0] / points[ref][0] if points[ref][0] > 0 else float("nan")
         line += (f"; {share:.2f} of {ref}'s {title} ({_figure(methods[ref], key)}), after {_cost(methods[n]):.0f} s "
-                 f"of preparation (training, teacher, indexing) against {ref}'s {_cost(methods[ref]):.0f} s")
+                 f"of preparation (training, generation, teacher, indexing) against {ref}'s "
+                 f"{_cost(methods[ref]):.0f} s")
     return line

@@ -167,8 +167,8 @@ def stream_html(results: dict[str, Any]) -> list[str]:
     fig = charts.stream_cost_chart(methods)
     if fig is not None:
         figures.append(figure_html(fig, "line chart: cumulative preparation seconds per update",
-                                   "What keeping up cost: training, teacher and indexing seconds summed over the "
-                                   "updates so far."))
+                                   "What keeping up cost: training, generation, teacher and indexing seconds summed "
+                                   "over the updates so far."))
     return ["<h2>A stream of updates</h2>", table_html(["method", *titles], rows, mark_best=False),
             '<div class="charts">', *figures, "</div>"]
 

@@ -177,6 +177,7 @@ STREAM_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("forgetting QA", "stream.forgetting.qa.accuracy", "{:+.3f}"), ("retention", "retention.accuracy", "{:.3f}"),
     ("train s (sum)", "stream.cumulative_train_seconds", "{:.0f}"),
     ("teacher s (sum)", "stream.cumulative_teacher_seconds", "{:.0f}"),
+    ("generation s (sum)", "stream.cumulative_generation_seconds", "{:.0f}"),
     ("index s (sum)", "stream.cumulative_index_seconds", "{:.1f}"),
 )
 
