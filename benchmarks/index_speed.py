@@ -10,7 +10,8 @@ embedder with an empty embedding cache, FAISS (IVF-flat from ``--ivf-threshold``
 the index is then saved and loaded back. Query latency is one question at a time (embedding + search), as an
 interactive user sees it; p50/p95 over ``--queries`` questions. The search alone is then timed
 for an exact flat index and for IVF at several nprobe values over the same vectors, each with the
-share of the exact top-k it finds, measured in the same run. ``--backend`` is the embedder's
+share of the exact top-k it finds, measured in the same run, and for an HNSW graph over the same
+vectors (``--hnsw-m`` neighbours, efSearch 16-128), with its build time. ``--backend`` is the embedder's
 engine for the build and the queries (``retrieval.backend``); the side-by-side section then embeds
 the first ``--side-by-side`` passages and times the same single queries with both engines, one
 after the other in the same run, and prints their ratios and the vectors' agreement.
@@ -77,6 +78,7 @@ def main() -> None:
     ap.add_argument("--nprobe", type=int, default=RetrievalConfig().nprobe)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node (search-only comparison)")
     ap.add_argument("--side-by-side", type=int, default=2000, help="passages embedded by both engines (0: skip)")
     args = ap.parse_args()
 
@@ -116,11 +118,20 @@ def main() -> None:
         exact = flat.search(qvecs, args.k)[1]
         sweep = [("flat (exact)", flat, None)]
         if loaded.meta["index"]["type"] == "ivf-flat":
-            sweep += [(f"ivf nprobe {n}", loaded.index, n) for n in (8, 16, 32, 64, 128) if n <= loaded.index.nlist]
+            sweep += [(f"ivf nprobe {n}", loaded.index, ("nprobe", n)) for n in (8, 16, 32, 64, 128)
+                      if n <= loaded.index.nlist]
+        start = time.perf_counter()
+        hnsw = import_faiss().IndexHNSWFlat(embedder.dim, args.hnsw_m, import_faiss().METRIC_INNER_PRODUCT)
+        hnsw.add(vectors)
+        hnsw_build_s = time.perf_counter() - start
+        sweep += [(f"hnsw M{args.hnsw_m} ef {n}", hnsw, ("efSearch", n)) for n in (16, 32, 64, 128)]
         rows = []
-        for label, idx, nprobe in sweep:
-            if nprobe is not None:
-                idx.nprobe = nprobe
+        for label, idx, setting in sweep:
+            if setting is not None:
+                if setting[0] == "efSearch":
+                    idx.hnsw.efSearch = setting[1]
+                else:
+                    idx.nprobe = setting[1]
             times = []
             for q in qvecs:
                 t = time.perf_counter()
@@ -149,6 +160,7 @@ def main() -> None:
     print(f"query latency       p50 {pct(50):.1f} ms, p95 {pct(95):.1f} ms over {len(ms)} single queries, k={args.k} "
           "(embed + search)")
     print(f"search only, p50 over the same {len(qvecs)} queries, and share of the exact top-{args.k} found:")
+    print(f"  (HNSW M{args.hnsw_m} over the same vectors: built in {hnsw_build_s:.1f} s)")
     for label, p50, overlap in rows:
         print(f"  {label:16s}  {p50:7.2f} ms   {overlap:.3f}")
     print(f"top-1 = source doc  {top1 / len(sample):.3f} of queries")
