@@ -5,12 +5,17 @@ perturbed by the paraphraser (``lapael.paraphraser``; ``auto`` = the one shipped
 model) with its learned token mask; the LM loss averages over all rows. ``lapael+para`` does the
 same on the documents plus ``para.k`` paraphrases of each (as ``ft-para``). The paraphraser is
 removed after training: the injected model is the plain model. The trained part follows ``train``
-(``configs/lapael-recipe.yaml`` has LaPael's own: the MLPs of layers 5..end).
+(``configs/lapael-recipe.yaml`` has LaPael's own: the MLPs of layers 5..end). The cell's
+``info.paraphraser_train_seconds`` is what training the paraphraser took (from its
+paraphraser.json): paid once for every injection that reuses it, so not in the cell's cost.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kinject.config import RunConfig
+from kinject.data.jsonl import read_json
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.hardware import place
@@ -51,8 +56,10 @@ def _with_paraphraser(req: InjectRequest, texts: list[str], epochs: float | None
         para.oracle_ratio = req.cfg.lapael.mask_ratio
         phrases = [p for f in req.corpus.facts for p in (f.answer, f.subject, *f.entities)]
         trained = [Marked.of(t, phrases) for t in texts]
+    once = read_json(Path(path) / "paraphraser.json").get("training", {}).get("train_seconds")
     return finetune(req, trained, epochs=epochs, copies=req.cfg.noise.copies, perturbation=para.perturbation(),
-                    paraphraser=str(path), paraphraser_layers=para.layers, mask=req.cfg.lapael.mask, **info)
+                    paraphraser=str(path), paraphraser_layers=para.layers, mask=req.cfg.lapael.mask,
+                    paraphraser_train_seconds=once, **info)
 
 
 @register_method("lapael", "fine-tuning on the documents, noise.copies copies per sample, all but the first "
