@@ -187,11 +187,14 @@ def test_train_paraphraser_then_inject_with_it(tmp_path, tiny_model_dir, capsys)
     assert main(["inject", "--method", "lapael", "--out", str(model_out), f"model={tiny_model_dir}",
                  f"lapael.paraphraser={out}", "train.epochs=1", "train.progress=false", *SMALL_WORLD]) == 0
     assert "lapael (seed 0)" in capsys.readouterr().out and (model_out / "config.json").is_file()
-    oracle = tmp_path / "oracle-model"
-    assert main(["inject", "--method", "lapael", "--out", str(oracle), f"model={tiny_model_dir}",
+    run = tmp_path / "oracle-run"  # the oracle mask, in a bench: the cell names the paraphraser and its cost
+    assert main(["bench", "--methods", "lapael", "--out", str(run), f"model={tiny_model_dir}",
                  f"lapael.paraphraser={out}", "train.epochs=1", "train.progress=false", "lapael.mask=oracle",
+                 "eval.limit=2", "eval.max_new_tokens=2", "eval.cloze_max_new_tokens=2", "eval.progress=false",
                  *SMALL_WORLD]) == 0
-    assert (oracle / "config.json").is_file()
+    info = json.loads((run / "cells" / "lapael-seed0.json").read_text())["info"]
+    assert info["mask"] == "oracle" and info["paraphraser"] == str(out)
+    assert info["paraphraser_train_seconds"] == meta["training"]["train_seconds"] > 0
 
 
 def test_paraphraser_faults_are_one_line_errors(tmp_path, tiny_model_dir, tiny, capsys):
