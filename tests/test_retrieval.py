@@ -209,7 +209,8 @@ def test_compositions_resolve_without_registering_each_one():
     assert "rag" in resolve_methods(["all"]) and "ft+rag" not in resolve_methods(["all"])
     with pytest.raises(UserError, match="applied twice"):
         get_method("ft+rag+rag")
-    with pytest.raises(UserError, match=r"modifiers, after any method: \+delia, \+oracle, \+qa, \+rag"):
+    with pytest.raises(UserError, match=r"modifiers, after any method: \+anchor, \+delia, \+oracle, \+qa, \+rag, "
+                                         r"\+replay, \+retrain, \+wise\)"):
         get_method("ft+nope")
 
 
