@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from kinject.artifacts import directory_fingerprint, join_files, package_data_files, staged_directory
+from kinject.artifacts import atomic_file, directory_fingerprint, join_files, package_data_files, staged_directory
 from kinject.errors import UserError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -259,16 +259,12 @@ class OnnxEncoder:
         self.names = tuple(n for n in ("input_ids", "attention_mask", "token_type_ids") if n in probe)
         path = cache_dir() / "embedders" / "onnx" / f"{fingerprint}.onnx"
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=path.parent) as tmp:
-                staged = Path(tmp) / path.name
-                axes = {n: {0: "batch", 1: "tokens"} for n in (*self.names, "hidden")}
-                with torch.no_grad(), warnings.catch_warnings():
-                    warnings.simplefilter("ignore")  # the tracer's notes on shapes and indexing
-                    torch.onnx.export(_hidden_states_module(st_model[0].auto_model.float().cpu(), self.names),
-                                      tuple(probe[n] for n in self.names), str(staged), input_names=list(self.names),
-                                      output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
-                os.replace(staged, path)
+            axes = {n: {0: "batch", 1: "tokens"} for n in (*self.names, "hidden")}
+            with atomic_file(path) as staged, torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the tracer's notes on shapes and indexing
+                torch.onnx.export(_hidden_states_module(st_model[0].auto_model.float().cpu(), self.names),
+                                  tuple(probe[n] for n in self.names), str(staged), input_names=list(self.names),
+                                  output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]
