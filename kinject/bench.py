@@ -57,7 +57,7 @@ from kinject.methods.finetune import merged
 from kinject.models import LoadedModel, load_model, resolve_model_path, save_injected
 from kinject.report.aggregate import build_results, flatten_metrics
 from kinject.report.files import write_run_reports
-from kinject.stream import seen_so_far, split_updates, stream_summary
+from kinject.stream import join_updates, split_updates, stream_summary
 from kinject.training.trainer import check_sharded_launch, training_arguments
 
 
@@ -151,41 +151,36 @@ def run_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path,
                                 base_reference(cfg))
     eval_seconds = time.perf_counter() - eval_start
     write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", samples)
-    dtype = next(injected.model.parameters()).dtype
     if cfg.save_models and injected.train_steps:
         save_injected(injected.model, injected.tokenizer, workdir, cfg.model, merged=cfg.save_merged)
-    cell = {
-        "method": method,
-        "seed": seed,
-        "metrics": flatten_metrics(metrics),
-        "cost": {
-            "train_tokens": injected.train_tokens,
-            "train_seconds": injected.train_seconds,
-            "train_steps": injected.train_steps,
-            "trainable_params": injected.trainable_params,
-            "index_seconds": injected.index_seconds,
-            "teacher_tokens": injected.teacher_tokens,
-            "teacher_seconds": injected.teacher_seconds,
-            "generation_tokens": injected.generation_tokens,
-            "generation_seconds": injected.generation_seconds,
-            "eval_seconds": eval_seconds,
-            "wall_seconds": time.perf_counter() - start,
-        },
-        "precision": {"weights": dtype_name(dtype),
-                      "train": precision(cfg.train.bf16) if injected.train_steps else None,
-                      "eval": precision(cfg.eval.bf16)},
-        "launch": launch_description(dtype),
-        "info": injected.info,
-    }
-    return cell, injected
+    return _cell(method, seed, flatten_metrics(metrics), _cost(injected, eval_seconds), injected, cfg, start), injected
 
 
 def _cost(injected: Injected, eval_seconds: float) -> dict[str, float]:
+    """What one injection and its evaluation cost (the cell's ``cost`` less the whole-cell fields)."""
     return {"train_tokens": injected.train_tokens, "train_seconds": injected.train_seconds,
             "train_steps": injected.train_steps, "index_seconds": injected.index_seconds,
             "teacher_tokens": injected.teacher_tokens, "teacher_seconds": injected.teacher_seconds,
             "generation_tokens": injected.generation_tokens, "generation_seconds": injected.generation_seconds,
             "eval_seconds": eval_seconds}
+
+
+def _cell(method: str, seed: int, metrics: dict[str, float], cost: dict[str, float], injected: Injected,
+          cfg: RunConfig, start: float) -> dict[str, Any]:
+    """A cell's record: its metrics, ``cost`` with the trainable parameters and the wall seconds
+    since ``start``, the precision and launch it ran under, and the method's info."""
+    dtype = next(injected.model.parameters()).dtype
+    return {
+        "method": method,
+        "seed": seed,
+        "metrics": metrics,
+        "cost": {**cost, "trainable_params": injected.trainable_params, "wall_seconds": time.perf_counter() - start},
+        "precision": {"weights": dtype_name(dtype),
+                      "train": precision(cfg.train.bf16) if cost["train_steps"] else None,
+                      "eval": precision(cfg.eval.bf16)},
+        "launch": launch_description(dtype),
+        "info": injected.info,
+    }
 
 
 def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out: Path
@@ -205,13 +200,12 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     own = [k for k in cfg.eval.kinds if k in CORPUS_KINDS]
     general = [k for k in cfg.eval.kinds if k not in CORPUS_KINDS]
     matrix, after, costs, samples = [], [], [], []
-    final: dict[str, Any] = {}
     for i, update in enumerate(updates):
         req = InjectRequest(current, update, cfg, seed, out / "models" / cell_name(method, seed) / f"update{i + 1}",
                             frozen=frozen, history=tuple(updates[:i]))
         if spec.wrap is not None:  # the context over every document so far
             injected = spec.wrap(get_method(spec.inner).fn(req), dataclasses.replace(
-                req, corpus=seen_so_far(corpus, updates, i)))
+                req, corpus=join_updates(updates[: i + 1], f"{corpus.name}/updates1-{i + 1}")))
         else:
             injected = spec.fn(req)
         eval_start = time.perf_counter()
@@ -222,36 +216,23 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
             row.append(flatten_metrics(metrics))
             if i == len(updates) - 1:
                 samples += [r | {"update": j + 1} for r in records]
-        metrics, records = evaluate(injected.model, injected.tokenizer, corpus, dataclasses.replace(
+        final, general_records = evaluate(injected.model, injected.tokenizer, corpus, dataclasses.replace(
             cfg.eval, kinds=general), injected.context, reference) if general else ({}, [])
         matrix.append(row)
-        after.append(flatten_metrics(metrics))
+        after.append(flatten_metrics(final))
         costs.append(_cost(injected, time.perf_counter() - eval_start))
-        final = metrics
         current = LoadedModel(merged(injected.model), injected.tokenizer, current.source, current.path)
-    samples += records
-    by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k and "update" in r]) for k in own}
-    write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", samples)
-    dtype = next(injected.model.parameters()).dtype
+    by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k]) for k in own}
+    write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", [*samples, *general_records])
     if cfg.save_models and any(c["train_steps"] for c in costs):
         save_injected(injected.model, injected.tokenizer, out / "models" / cell_name(method, seed), cfg.model,
                       merged=cfg.save_merged)
+    metrics = {**flatten_metrics({**by_kind, **final}), **stream_summary(matrix, costs)}
     cost = {k: sum(c[k] for c in costs) for k in costs[0]}
-    cell = {
-        "method": method, "seed": seed,
-        "metrics": {**flatten_metrics({**by_kind, **final}), **stream_summary(matrix, costs)},
-        "cost": {**cost, "trainable_params": injected.trainable_params,
-                 "wall_seconds": time.perf_counter() - start},
-        "precision": {"weights": dtype_name(dtype),
-                      "train": precision(cfg.train.bf16) if cost["train_steps"] else None,
-                      "eval": precision(cfg.eval.bf16)},
-        "launch": launch_description(dtype),
-        "info": injected.info,
-        "stream": {"split": cfg.stream.split,
-                   "updates": [{"documents": len(u.documents), "probes": len(u.probes)} for u in updates],
-                   "matrix": matrix, "general": after, "cost": costs},
-    }
-    return cell, injected
+    stream = {"split": cfg.stream.split,
+              "updates": [{"documents": len(u.documents), "probes": len(u.probes)} for u in updates],
+              "matrix": matrix, "general": after, "cost": costs}
+    return {**_cell(method, seed, metrics, cost, injected, cfg, start), "stream": stream}, injected
 
 
 def cell_name(method: str, seed: int) -> str:

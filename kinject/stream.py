@@ -18,9 +18,10 @@ Each probe goes with its ``doc_id``'s update.
 What carries over between updates: the trained weights (a LoRA adapter is merged before the next
 update trains a fresh one). Retrieval (``+rag``) indexes every document seen so far, rebuilt at
 each update. What a method derives from "the model as loaded" (distill's teacher, +replay and
-+anchor's texts, +delia's self-samples) comes from the frozen base model, kept loaded beside the
-one being trained. ``<m>+retrain`` is the baseline a user compares with: at each update it
-retrains ``m`` from the base model on every update so far.
++anchor's texts, +delia's self-samples) comes from the frozen base model, loaded beside the one
+being trained for such methods only (their spec ``reads_model``). ``<m>+retrain`` is the
+baseline a user compares with: at each update it retrains ``m`` from the base model on every
+update so far.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -113,9 +115,13 @@ def restrict(corpus: Corpus, documents: list[Document], name: str) -> Corpus:
         paraphrases={k: v for k, v in corpus.paraphrases.items() if k in ids})
 
 
-def seen_so_far(corpus: Corpus, updates: list[Corpus], i: int) -> Corpus:
-    """``corpus`` restricted to the documents of updates 0..i."""
-    return restrict(corpus, [d for u in updates[: i + 1] for d in u.documents], f"{corpus.name}/updates1-{i + 1}")
+def join_updates(parts: Sequence[Corpus], name: str) -> Corpus:
+    """Updates (or any corpora sharing a prompt) as one corpus: their documents, probes, facts and
+    paraphrases in order; the rest from the first."""
+    return dataclasses.replace(
+        parts[0], name=name, documents=[d for c in parts for d in c.documents],
+        probes=[p for c in parts for p in c.probes], facts=[f for c in parts for f in c.facts],
+        paraphrases={k: v for c in parts for k, v in c.paraphrases.items()})
 
 
 def stream_summary(matrix: list[list[dict[str, float]]], costs: list[dict[str, float]]) -> dict[str, float]:
@@ -139,7 +145,6 @@ def stream_summary(matrix: list[list[dict[str, float]]], costs: list[dict[str, f
     for key in costs[0]:
         out[f"stream.cumulative_{key}"] = float(sum(c[key] for c in costs))
     return out
-
 
 
 def aggregate_stream(cells: list[dict[str, Any]]) -> dict[str, Any]:

@@ -68,7 +68,7 @@ def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = 
     if req.self_samples is not None:
         mix += req.self_samples.texts
         info["self_samples"] = req.self_samples.info
-    mix, teacher = with_replay(req, mix, info)
+    mix, teacher = add_replay_texts(req, mix, info)
     model, results = req.loaded.model, []
     if before:
         model, first = train_causal_lm(model, req.loaded.tokenizer, before, demo_cfg, req.seed)
@@ -104,8 +104,8 @@ def generation_cost(info: dict[str, Any]) -> GenerationCost:
     return total
 
 
-def with_replay(req: InjectRequest, mix: list[TrainText], info: dict[str, Any]
-                ) -> tuple[list[TrainText], GenerationCost]:
+def add_replay_texts(req: InjectRequest, mix: list[TrainText], info: dict[str, Any]
+                     ) -> tuple[list[TrainText], GenerationCost]:
     """``mix`` with each of ``req.replay``'s general texts added (``round(replay.ratio x
     len(mix))``, at least one), their info under ``info["replay"]``, and what the frozen model
     read and wrote for them."""

@@ -12,6 +12,7 @@ from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.methods.registry import InjectRequest, register_training_mix
 from kinject.models import load_model
+from kinject.stream import join_updates
 
 
 def check_retrain(corpus: Corpus, cfg: RunConfig) -> None:
@@ -25,9 +26,5 @@ def check_retrain(corpus: Corpus, cfg: RunConfig) -> None:
 def from_the_base(req: InjectRequest) -> InjectRequest:
     if not req.history:
         return req
-    parts = (*req.history, req.corpus)
-    everything = dataclasses.replace(
-        req.corpus, name=f"{req.corpus.name}+earlier", documents=[d for c in parts for d in c.documents],
-        probes=[p for c in parts for p in c.probes], facts=[f for c in parts for f in c.facts],
-        paraphrases={k: v for c in parts for k, v in c.paraphrases.items()})
+    everything = join_updates((*req.history, req.corpus), f"{req.corpus.name}+earlier")
     return dataclasses.replace(req, loaded=load_model(req.cfg.model, req.cfg.model_dtype), corpus=everything)
