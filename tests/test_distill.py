@@ -101,6 +101,21 @@ def test_teacher_targets_are_cached_per_prompt(tiny, tmp_path):
     assert again.cost.cached == 2 and again.cost.seconds == first.cost.seconds and again.rows == first.rows
 
 
+def test_a_sampled_answer_depends_on_its_own_prompt_and_seed_not_on_its_batch(tiny, tmp_path):
+    ada = TeacherPrompt("Context: Ada lives in Oslo.\nAda lives in", "Ada lives in")
+    bo = TeacherPrompt("Context: Bo sells clocks.\nBo sells", "Bo sells")
+    cfg = DistillConfig(max_new_tokens=6, top_k=3, answer="sample", answer_temperature=5.0)
+
+    def answer(prompts, cache, seed=0):
+        cfg.seed = seed
+        rows = teacher_targets(tiny.model, tiny.tokenizer, prompts, cfg, "tiny", tmp_path / cache, progress=False).rows
+        return rows[-1].answer_ids
+
+    alone = answer([ada], "a")
+    assert answer([bo, ada], "b") == alone  # asked beside an uncached prompt, at another offset
+    assert any(answer([ada], f"s{s}", seed=s) != alone for s in range(1, 4))  # the seed does change it
+
+
 def test_distill_in_a_bench_beside_ft(tiny_model_dir, tmp_path):
     cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "methods=[ft,distill]", "distill.epochs=1",
                              "distill.per_document=2", "distill.max_new_tokens=3"])

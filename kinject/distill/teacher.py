@@ -24,10 +24,12 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
+from transformers import LogitsProcessor, LogitsProcessorList
 
 from kinject.distill.config import DistillConfig
 from kinject.evaluation.lm import newline_ids
 from kinject.generation.cache import GenerationCost, read_cached, write_cached
+from kinject.generation.generators import content_seed
 from kinject.training.trainer import Distilled, pad_left, pad_right
 
 
@@ -53,8 +55,9 @@ class TeacherTargets:
 
 
 def _key(model_key: str, prompt: TeacherPrompt, cfg: DistillConfig, stop_at_newline: bool) -> str:
-    settings = [cfg.answer, cfg.answer_temperature if cfg.answer == "sample" else None, cfg.max_new_tokens, cfg.top_k,
-                cfg.seed if cfg.answer == "sample" else None]
+    sample = cfg.answer == "sample"
+    settings = [cfg.answer, cfg.answer_temperature if sample else None, cfg.max_new_tokens, cfg.top_k,
+                cfg.seed if sample else None] + (["row_seeded"] if sample else [])
     if prompt.answer is not None:
         settings = [cfg.max_new_tokens, cfg.top_k, "given", prompt.answer]
     elif not stop_at_newline:
@@ -71,19 +74,37 @@ def _cut(ids: list[int], stops: frozenset[int]) -> list[int]:
     return ids
 
 
-def _answers(model, tokenizer, prompts: list[list[int]], cfg: DistillConfig, seed: int,
+class RowSampler(LogitsProcessor):
+    """Samples each row's next token at ``temperature`` from its own generator (seeded by
+    ``seeds[i]``) and leaves only that token, so that greedy decoding takes it: a row's sample
+    depends on its own seed, not on the other rows of its batch or on the global RNG."""
+
+    def __init__(self, seeds: Sequence[int], temperature: float) -> None:
+        self.seeds, self.temperature = list(seeds), temperature
+        self.generators: list[torch.Generator] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        """``scores``: (rows, vocab) next-token logits; returns the same shape, 0 at the drawn
+        token and -inf elsewhere."""
+        if not self.generators:
+            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
+        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        drawn = torch.stack([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)])
+        return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)
+
+
+def _answers(model, tokenizer, prompts: list[list[int]], cfg: DistillConfig, seeds: Sequence[int],
              stop_at_newline: bool = True) -> list[list[int]]:
     """The teacher's answer ids after each prompt (left-padded batch), cut after EOS and, with
-    ``stop_at_newline``, after the first newline."""
+    ``stop_at_newline``, after the first newline; sampled answers (``distill.answer=sample``) draw
+    from one generator per prompt, seeded by ``seeds``."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     ids, mask = pad_left(prompts, pad)
     ids, mask, width = ids.to(device), mask.to(device), ids.shape[1]
-    sample = cfg.answer == "sample"
-    if sample:
-        torch.manual_seed(seed)
-    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens, do_sample=sample,
-                         temperature=cfg.answer_temperature if sample else None, top_p=None, top_k=None,
+    sampler = [RowSampler(seeds, cfg.answer_temperature)] if cfg.answer == "sample" else []
+    out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens, do_sample=False,
+                         temperature=None, top_p=None, top_k=None, logits_processor=LogitsProcessorList(sampler),
                          pad_token_id=pad)
     stops = {tokenizer.eos_token_id} - {None}
     if stop_at_newline:
@@ -130,8 +151,8 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
                        tokenizer(p.answer, add_special_tokens=False).input_ids[: cfg.max_new_tokens] for p in asked]
             ask = [i for i, p in enumerate(asked) if p.answer is None]
             if ask:
-                for i, a in zip(ask, _answers(model, tokenizer, [t_ids[i] for i in ask], cfg, cfg.seed + lo,
-                                              stop_at_newline)):
+                for i, a in zip(ask, _answers(model, tokenizer, [t_ids[i] for i in ask], cfg,
+                                              [content_seed(cfg.seed, batch[i]) for i in ask], stop_at_newline)):
                     answers[i] = a
             scored = _top_k(model, t_ids, answers, cfg.top_k, tokenizer.pad_token_id)
             share = (time.perf_counter() - start) / len(batch)

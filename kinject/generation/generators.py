@@ -138,7 +138,7 @@ class LocalGenerator:
             batch = requests[start:start + self.cfg.batch_size]
             prompts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
             enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            torch.manual_seed(_batch_seed(self.cfg.seed, batch))
+            torch.manual_seed(content_seed(self.cfg.seed, batch))
             with torch.no_grad():
                 ids = model.generate(**enc, do_sample=self.cfg.temperature > 0,
                                      temperature=self.cfg.temperature or None, top_p=self.cfg.top_p,
@@ -153,8 +153,9 @@ class LocalGenerator:
         return out
 
 
-def _batch_seed(seed: int, batch: list[Messages]) -> int:
-    """A batch's torch seed: from the run's seed and the batch's content, not its position."""
+def content_seed(seed: int, batch: Any) -> int:
+    """A batch's torch seed, from the run's ``seed`` and the batch's content (any JSON value), not
+    its position: the same prompts sampled together get the same replies, whatever was cached."""
     digest = hashlib.sha256(json.dumps([seed, batch], sort_keys=True).encode()).hexdigest()
     return int(digest[:8], 16)
 
