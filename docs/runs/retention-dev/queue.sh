@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 23 on development worlds 1000-1001: what +replay and +anchor buy against ft and ft-para,
+# Issue 23 on development worlds 1000-1001: what +replay, +anchor, +wise and LoRA buy against ft and ft-para,
 # on both retention measures (the 52 questions, and general_qa / general_mcq / general_kl). One
 # run directory per setting; read them together with
 #   kinject compare runs/retention-dev/* --pair ft+anchor,ft --markdown
@@ -16,3 +16,12 @@ for weight in 0.3 3.0; do
   $kinject bench --out $out/anchor-w$weight --methods ft+anchor "${common[@]}" replay.ratio=0.5 anchor.weight=$weight
 done
 $kinject bench --out $out/para-anchor --methods ft-para+anchor,ft-para+replay "${common[@]}" replay.ratio=0.5
+# WiSE-FT: each alpha one run (ft and ft-para trained again in each, +wise reusing them in the cell's
+# seed), read beside the rows above.
+for alpha in 0.3 0.5 0.7; do
+  $kinject bench --out $out/wise-$alpha --methods ft,ft+wise,ft-para,ft-para+wise "${common[@]}" wise.alpha=$alpha
+done
+# LoRA (r 16 on the seven projections) at two learning rates: fewer weights moved, less forgotten?
+for lr in 3e-4 1e-3; do
+  $kinject bench --out $out/lora-$lr --methods ft,ft-para "${common[@]}" train.mode=lora train.lr=$lr
+done
