@@ -188,8 +188,8 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     """One (method, seed) of a stream (``stream.updates`` > 1, see :mod:`kinject.stream`): the
     updates injected one after another, the model evaluated after each on every update so far
     and on the general kinds; the cell holds the final model's metrics on every probe, the
-    ``stream.*`` summary, and under ``stream`` the matrix, the general metrics and the cost of
-    each update."""
+    ``stream.*`` summary, and under ``stream`` the matrix, the general metrics, the cost and the
+    method's info of each update (the cell's ``info`` is the last update's)."""
     start = time.perf_counter()
     spec = get_method(method)
     updates = split_updates(corpus, cfg.stream, seed)
@@ -199,7 +199,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     reference = base_reference(cfg)
     own = [k for k in cfg.eval.kinds if k in CORPUS_KINDS]
     general = [k for k in cfg.eval.kinds if k not in CORPUS_KINDS]
-    matrix, after, costs, samples = [], [], [], []
+    matrix, after, costs, infos, samples = [], [], [], [], []
     for i, update in enumerate(updates):
         req = InjectRequest(current, update, cfg, seed, out / "models" / cell_name(method, seed) / f"update{i + 1}",
                             frozen=frozen, history=tuple(updates[:i]))
@@ -221,6 +221,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
         matrix.append(row)
         after.append(flatten_metrics(final))
         costs.append(_cost(injected, time.perf_counter() - eval_start))
+        infos.append(injected.info)
         current = LoadedModel(merged(injected.model), injected.tokenizer, current.source, current.path)
     by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k]) for k in own}
     write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", [*samples, *general_records])
@@ -231,7 +232,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     cost = {k: sum(c[k] for c in costs) for k in costs[0]}
     stream = {"split": cfg.stream.split,
               "updates": [{"documents": len(u.documents), "probes": len(u.probes)} for u in updates],
-              "matrix": matrix, "general": after, "cost": costs}
+              "matrix": matrix, "general": after, "cost": costs, "info": infos}
     return {**_cell(method, seed, metrics, cost, injected, cfg, start), "stream": stream}, injected
 
 

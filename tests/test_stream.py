@@ -86,6 +86,10 @@ def test_a_stream_bench_with_the_retrain_baseline_and_rag(tiny_model_dir, tmp_pa
     assert retrain["stream"]["cost"][0]["train_tokens"] == ft["stream"]["cost"][0]["train_tokens"]
     assert rag["cost"]["train_steps"] == 0 and all(c["index_seconds"] > 0 for c in rag["stream"]["cost"])
     assert ft["cost"]["train_tokens"] == sum(c["train_tokens"] for c in ft["stream"]["cost"])
+    # each update's own info: the baseline's second training holds both updates' texts
+    assert [i["texts"] for i in retrain["stream"]["info"]] == [ft["stream"]["info"][0]["texts"],
+                                                                sum(i["texts"] for i in ft["stream"]["info"])]
+    assert ft["info"] == ft["stream"]["info"][-1]
     entry = results["methods"]["ft"]["stream"]
     assert len(entry["matrix_mean"]) == 2 and "mcq.acc" in entry["matrix_mean"][1][1]
     report = report_markdown(results)
