@@ -1,7 +1,7 @@
 """Retrieval speed at scale: build an index of generated passages, then time single queries.
 
     .venv/bin/python benchmarks/index_speed.py [--passages 100000] [--queries 200] [--k 5] [--nprobe N]
-        [--backend torch|onnx] [--side-by-side 2000]
+        [--backend torch|onnx|onnx-int8] [--side-by-side 2000]
 
 Passages are generated articles about invented entities (two fact sentences each, built from the
 built-in benchmark's templates), so the corpus is as large as asked and no download is needed.
@@ -13,8 +13,9 @@ for an exact flat index and for IVF at several nprobe values over the same vecto
 share of the exact top-k it finds, measured in the same run, and for an HNSW graph over the same
 vectors (``--hnsw-m`` neighbours, efSearch 16-128), with its build time. ``--backend`` is the embedder's
 engine for the build and the queries (``retrieval.backend``); the side-by-side section then embeds
-the first ``--side-by-side`` passages and times the same single queries with both engines, one
-after the other in the same run, and prints their ratios and the vectors' agreement.
+the first ``--side-by-side`` passages and times the same single queries with every engine (torch,
+onnx, onnx-int8), one after the other in the same run, and prints their ratios to torch and the
+vectors' agreement with torch's.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 from kinject.data.builtin.templates import PRODUCTS, PROFESSIONS, RELATIONS, fill
 from kinject.data.schema import Document
 from kinject.retrieval.chunking import chunk_documents
-from kinject.retrieval.embedder import Embedder
+from kinject.retrieval.embedder import BACKENDS, Embedder
 from kinject.retrieval.index import PassageIndex, import_faiss
 from kinject.retrieval.retriever import RetrievalConfig, Retriever
 
@@ -77,7 +78,7 @@ def main() -> None:
                     help="IVF from this many passages on (kinject's default is higher; this exercises IVF at 100k)")
     ap.add_argument("--nprobe", type=int, default=RetrievalConfig().nprobe)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--backend", choices=("torch", "onnx"), default="torch")
+    ap.add_argument("--backend", choices=BACKENDS, default="torch")
     ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node (search-only comparison)")
     ap.add_argument("--side-by-side", type=int, default=2000, help="passages embedded by both engines (0: skip)")
     args = ap.parse_args()
@@ -167,19 +168,18 @@ def main() -> None:
     print(f"index memory        {vectors.nbytes / 2**20:.0f} MiB of vectors here = "
           f"{vectors.nbytes / len(vectors) * 1e6 / 2**30:.2f} GiB per million passages ({embedder.dim}-d float32)")
     if engines:
-        (_, t_ps, t_ms, _), (_, o_ps, o_ms, agree) = engines
+        _, t_ps, t_ms, _ = engines[0]
         print(f"engines side by side ({args.side_by_side} passages, {len(sample)} single queries, same run):")
-        for name, ps, p50, _ in engines:
-            print(f"  {name:6s}  embed {ps:6.0f} passages/s   query embedding p50 {p50:6.2f} ms")
-        print(f"  onnx / torch: embed x{o_ps / t_ps:.2f}, query time x{o_ms / t_ms:.2f}; "
-              f"cosine of their vectors min {agree:.6f}")
+        for name, ps, p50, agree in engines:
+            print(f"  {name:9s}  embed {ps:6.0f} passages/s (x{ps / t_ps:.2f})   query embedding p50 {p50:6.2f} ms "
+                  f"(x{p50 / t_ms:.2f})   cosine to torch's vectors min {agree:.6f}")
 
 
 def side_by_side(passages: list[str], queries: list[str]) -> list[tuple[str, float, float, float]]:
-    """(engine, passages/s, p50 ms of one query's embedding, min cosine to torch's vectors) for the
-    torch and onnx engines, measured one after the other."""
+    """(engine, passages/s, p50 ms of one query's embedding, min cosine to torch's vectors) for
+    every engine, torch first, measured one after the other."""
     out, reference = [], None
-    for backend in ("torch", "onnx"):
+    for backend in BACKENDS:
         embedder = Embedder(backend=backend)
         embedder.encode_queries(queries[:1])  # warm-up
         start = time.perf_counter()

@@ -1,7 +1,8 @@
 """Retrieval recall by mode (dense, bm25, hybrid) on built-in worlds, without the LLM.
 
     .venv/bin/python benchmarks/retrieval_recall.py [--worlds 1000 1001 1002] [--k 1 3 8] \
-        [--candidates 20] [--rrf-constant 60] [--chunking sentence] [--embedder all-minilm-l6-v2]
+        [--candidates 20] [--rrf-constant 60] [--chunking sentence] [--embedder all-minilm-l6-v2] \
+        [--backend torch|onnx|onnx-int8]
 
 For each world (seed) and mode: recall@k, the share of the world's QA questions whose top k
 passages include the chunk stating the gold fact (the ``gold_rank`` a ``rag`` cell records), and
@@ -17,6 +18,7 @@ import statistics
 
 from kinject.config import RunConfig
 from kinject.data.loaders import load_corpus
+from kinject.retrieval.embedder import BACKENDS
 from kinject.retrieval.retriever import MODES, RetrievalContext, open_retriever
 
 
@@ -30,9 +32,10 @@ def main() -> None:
     ap.add_argument("--chunking", default="sentence")
     ap.add_argument("--embedder", default=RunConfig().retrieval.embedder,
                     help="retrieval.embedder: all-minilm-l6-v2, all-mpnet-base-v2 (make embedders), or a directory")
+    ap.add_argument("--backend", choices=BACKENDS, default="torch", help="retrieval.backend: the embedder's engine")
     args = ap.parse_args()
     cfg = RunConfig()
-    cfg.retrieval.embedder = args.embedder
+    cfg.retrieval.embedder, cfg.retrieval.backend = args.embedder, args.backend
     cfg.retrieval.chunking, cfg.retrieval.progress = args.chunking, False
     cfg.retrieval.candidates, cfg.retrieval.rrf_constant = args.candidates, args.rrf_constant
     figures: dict[tuple[str, int, str], list[float]] = {}
@@ -50,15 +53,16 @@ def main() -> None:
                 figures.setdefault((mode, k, "answer"), []).append(
                     sum(r["answer_retrieved"] for r in records) / len(records))
     print(f"built-in worlds {args.worlds} ({len(probes)} QA questions in the last); chunking {args.chunking}; "
-          f"embedder {args.embedder}; hybrid: candidates {args.candidates}, rrf constant {args.rrf_constant}")
+          f"embedder {args.embedder} ({args.backend}); hybrid: candidates {args.candidates}, "
+          f"rrf constant {args.rrf_constant}")
     print(f"{'mode':8s} {'k':>3s}  {'recall@k':>16s}  {'answer@k':>16s}  per world (recall)")
     for mode in args.modes:
         for k in args.k:
             cells = []
             for what in ("recall", "answer"):
                 xs = figures[(mode, k, what)]
-                se = statistics.stdev(xs) / len(xs) ** 0.5 if len(xs) > 1 else float("nan")
-                cells.append(f"{statistics.mean(xs):.3f} ± {se:.3f}")
+                se = f" ± {statistics.stdev(xs) / len(xs) ** 0.5:.3f}" if len(xs) > 1 else " (1 world)"
+                cells.append(f"{statistics.mean(xs):.3f}{se}")
             per = " ".join(f"{x:.3f}" for x in figures[(mode, k, "recall")])
             print(f"{mode:8s} {k:>3d}  {cells[0]:>16s}  {cells[1]:>16s}  {per}")
 

@@ -265,3 +265,23 @@ def test_the_onnx_backend_gives_the_torch_vectors_and_exports_once(tmp_path, mon
     stamp = exported.stat().st_mtime_ns
     Embedder(backend="onnx")
     assert exported.stat().st_mtime_ns == stamp  # exported once per weights
+
+
+def test_the_int8_backend_ranks_as_torch_does_under_its_own_fingerprint(tmp_path, monkeypatch):
+    import numpy as np
+
+    from kinject.retrieval.embedder import Embedder
+
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+    passages = ["Yaithai Systems makes electric bicycles.", "Mara Quell was born in Lisbon in 1961.",
+                "The Orrin river floods every spring."]
+    queries = ["What does Yaithai Systems make?", "Where was Mara Quell born?", "Which river floods in spring?"]
+    full = Embedder(cache_dir=tmp_path / "emb")
+    int8 = Embedder(cache_dir=tmp_path / "emb", backend="onnx-int8")
+    assert int8.fingerprint == full.fingerprint + "+onnx-int8"  # other vectors: another cache and index record
+    v_full, v_int8 = full.encode_passages(passages), int8.encode_passages(passages)
+    assert not np.allclose(v_full, v_int8, atol=1e-4)  # quantized weights change the vectors...
+    assert (v_full * v_int8).sum(1).min() > 0.95  # ...a little
+    assert ((int8.encode_queries(queries) @ v_int8.T).argmax(1) == np.arange(3)).all()
+    assert sorted(p.name for p in (tmp_path / "emb").glob("*.sqlite")) == sorted(
+        [f"{full.fingerprint}.sqlite", f"{int8.fingerprint}.sqlite"])

@@ -14,12 +14,16 @@ Vectors are float32, L2-normalised, shape (n, dim): inner product = cosine simil
 once (``torch.onnx``, to ``$KINJECT_CACHE/embedders/onnx/<fingerprint>.onnx``) and runs it with
 onnxruntime, then pools as the model's pooling module says (mean pooling: MiniLM, mpnet; CLS
 pooling: bge), and normalises; its vectors equal the torch backend's to float precision (a test
-checks cosine > 0.9999), so indexes and caches are shared between the two.
+checks cosine > 0.9999), so indexes and caches are shared between the two. ``onnx-int8`` runs the
+same export with its weights quantized to int8 (onnxruntime's dynamic quantization: MatMul weights
+int8 per channel, activations quantized per batch at run time); its vectors differ, so its
+fingerprint (cache file, index record) is the weights' with ``+onnx-int8`` appended.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import sqlite3
@@ -142,6 +146,15 @@ class EmbeddingCache:
         self._db.close()
 
 
+BACKENDS = ("torch", "onnx", "onnx-int8")
+
+
+def vector_fingerprint(weights: str, backend: str) -> str:
+    """What identifies an embedder's vectors: its weights' fingerprint, and the backend when that
+    changes the vectors (``onnx-int8``; ``torch`` and ``onnx`` give the same ones)."""
+    return weights + "+onnx-int8" if backend == "onnx-int8" else weights
+
+
 class Embedder:
     """A sentence-transformers model with query/passage prefixes and an optional disk cache.
 
@@ -164,14 +177,16 @@ class Embedder:
             self.model = SentenceTransformer(self.path, device=str(compute_device()))
         except (OSError, ValueError) as exc:
             raise UserError(f"embedder {name!r}: could not be loaded ({str(exc).splitlines()[0]})") from None
-        self.fingerprint = directory_fingerprint(self.path)
+        weights = directory_fingerprint(self.path)
+        self.fingerprint = vector_fingerprint(weights, backend)
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)
         self.query_prefix = query_prefix
         self.passage_prefix = passage_prefix
         self.cache = EmbeddingCache(cache_dir / f"{self.fingerprint}.sqlite") if cache_dir else None
         self.backend = backend
-        self._onnx = OnnxEncoder(self.model, self.fingerprint) if backend == "onnx" else None
+        self._onnx = (OnnxEncoder(self.model, weights, quantized=backend == "onnx-int8")
+                      if backend.startswith("onnx") else None)
 
     def describe(self) -> dict[str, Any]:
         """What an index records about the embedder that built it."""
@@ -218,6 +233,25 @@ class Embedder:
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
+def _quantized(path: Path) -> Path:
+    """``path``'s model with int8 weights (made once, beside it)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = path.with_name(path.stem + "-int8.onnx")
+    if not out.is_file():
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        logging.disable(logging.WARNING)  # its advice to pre-process, on the root logger
+        try:
+            with atomic_file(out) as staged:
+                quantize_dynamic(str(path), str(staged), weight_type=QuantType.QInt8, per_channel=True)
+        finally:  # it configures the root logger, which then prints other libraries' debug lines
+            logging.disable(logging.NOTSET)
+            root.handlers[:] = handlers
+            root.setLevel(level)
+    return out
+
+
 def _hidden_states_module(model: Any, names: tuple[str, ...]) -> Any:
     """``model`` as a module of positional inputs (``names``, in order) returning its last hidden
     states (batch, tokens, dim): the form ``torch.onnx.export`` traces."""
@@ -237,9 +271,10 @@ def _hidden_states_module(model: Any, names: tuple[str, ...]) -> Any:
 class OnnxEncoder:
     """A sentence-transformers model's transformer run by onnxruntime: tokenise (the model's own
     tokenizer and window), run, pool (mean or CLS, as the model's pooling module says), normalise.
-    The export is made once per weights fingerprint under ``$KINJECT_CACHE/embedders/onnx``."""
+    The export is made once per weights fingerprint under ``$KINJECT_CACHE/embedders/onnx``, and
+    with ``quantized`` its int8 form beside it."""
 
-    def __init__(self, st_model: Any, fingerprint: str) -> None:
+    def __init__(self, st_model: Any, fingerprint: str, quantized: bool = False) -> None:
         import onnxruntime as ort
         import torch
 
@@ -265,6 +300,8 @@ class OnnxEncoder:
                 torch.onnx.export(_hidden_states_module(st_model[0].auto_model.float().cpu(), self.names),
                                   tuple(probe[n] for n in self.names), str(staged), input_names=list(self.names),
                                   output_names=["hidden"], dynamic_axes=axes, opset_version=17, dynamo=False)
+        if quantized:
+            path = _quantized(path)
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in ort.get_available_providers()]

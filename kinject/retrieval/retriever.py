@@ -22,7 +22,7 @@ from kinject.errors import UserError
 from kinject.evaluation.metrics import contains_run, tokens
 from kinject.evaluation.runner import Context
 from kinject.retrieval.chunking import CHUNKINGS, Chunk, check_chunking, chunk_documents, split_long_chunks
-from kinject.retrieval.embedder import DEFAULT_EMBEDDER, Embedder, resolve_embedder_path
+from kinject.retrieval.embedder import BACKENDS, DEFAULT_EMBEDDER, Embedder, resolve_embedder_path, vector_fingerprint
 from kinject.retrieval.index import Hit, PassageIndex, read_index_meta
 from kinject.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 from kinject.retrieval.rerank import Reranker, resolve_reranker_path
@@ -45,8 +45,9 @@ class RetrievalConfig:
     nothing is embedded) or ``hybrid`` (both rankings, each ``candidates`` deep, fused by reciprocal
     rank fusion with constant ``rrf_constant``). rerank: a cross-encoder directory (or cached hub
     id; :mod:`kinject.retrieval.rerank`) that reorders the first stage's ``candidates`` best
-    chunks and keeps ``k`` (None: no reranking). backend: ``torch`` (sentence-transformers) or
-    ``onnx`` (the same weights exported once and run by onnxruntime; the same vectors).
+    chunks and keeps ``k`` (None: no reranking). backend: ``torch`` (sentence-transformers),
+    ``onnx`` (the same weights exported once and run by onnxruntime; the same vectors) or
+    ``onnx-int8`` (that export with int8 weights; other vectors, so other caches and indexes).
     """
 
     embedder: str = DEFAULT_EMBEDDER
@@ -69,7 +70,7 @@ class RetrievalConfig:
     backend: str = "torch"
 
     CHECKS: ClassVar[dict[str, Check]] = {
-        "backend": one_of("torch", "onnx"), "mode": one_of(*MODES), "candidates": at_least(1),
+        "backend": one_of(*BACKENDS), "mode": one_of(*MODES), "candidates": at_least(1),
         "rrf_constant": at_least(0),
         "k": at_least(1), "chunking": one_of(*CHUNKINGS), "chunk_tokens": at_least(1), "chunk_overlap": at_least(0),
         "ivf_threshold": at_least(1), "nprobe": at_least(1), "batch_size": at_least(1)}
@@ -86,10 +87,11 @@ def check_retrieval_config(cfg: RetrievalConfig) -> None:
     if cfg.index is not None:
         path = Path(cfg.index).expanduser()
         built_by = read_index_meta(path)["embedder"]
-        fingerprint = directory_fingerprint(resolve_embedder_path(cfg.embedder))
+        fingerprint = vector_fingerprint(directory_fingerprint(resolve_embedder_path(cfg.embedder)), cfg.backend)
         if built_by["fingerprint"] != fingerprint:
             raise UserError(f"retrieval.index: {path} was built with embedder {built_by['name']!r}, not "
-                            f"retrieval.embedder={cfg.embedder!r} (other weights); rebuild it or set the embedder")
+                            f"retrieval.embedder={cfg.embedder!r} with retrieval.backend={cfg.backend} (other "
+                            "weights or vectors); rebuild it or set the embedder and backend")
 
 
 def load_embedder(cfg: RetrievalConfig) -> Embedder:
