@@ -40,7 +40,7 @@ from kinject.training.interpolate import WiseConfig
 from kinject.training.perturb import NoiseConfig
 from kinject.training.trainer import TrainConfig
 
-DEFAULT_SUITE = ["base", "ft", "ft-para", "rag"]
+DEFAULT_SUITE = ["base", "ft", "ft-para", "rag", "oracle"]
 
 
 @dataclass
