@@ -50,7 +50,7 @@ from kinject.hardware import (
     precision,
     resolve_bf16,
     resolve_dtype,
-    world_size,
+    shared,
 )
 from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
 from kinject.methods.finetune import merged
@@ -276,15 +276,6 @@ def plan_units(methods: list[str], seeds: list[int]) -> list[tuple[int, list[str
     return units
 
 
-def _shared(value: Any) -> Any:
-    """Rank 0's ``value``, on every rank of a distributed launch (itself without one)."""
-    if world_size() == 1:
-        return value
-    from accelerate.utils import broadcast_object_list
-
-    return broadcast_object_list([value])[0]
-
-
 def _record_identity(out: Path, name: str, identity: dict[str, Any], what: str) -> None:
     """Record ``identity`` in ``out/name`` for a run that holds no work yet; refuse to resume a run
     whose cells were made under another (one line naming what changed)."""
@@ -323,7 +314,7 @@ def _run_unit(seed: int, unit: list[str], corpus: Corpus, cfg: RunConfig, out: P
     for method in unit:
         spec = get_method(method)
         cell_file = cell_path(out, method, seed)
-        if _shared(cell_file.is_file()):
+        if shared(cell_file.is_file()):
             log(f"[seed {seed}] {method}: done earlier, kept")
             continue
         inner = held.get(spec.inner or "")
@@ -395,10 +386,10 @@ def run_bench(cfg: RunConfig, out: Path, log: Callable[[str], None] = print) -> 
                 if cell_path(out, method, seed).is_file():
                     read_cell(out, method, seed)
     for seed, unit in plan_units(methods, cfg.seeds):
-        if _shared(all(cell_path(out, m, seed).is_file() for m in unit)):
+        if shared(all(cell_path(out, m, seed).is_file() for m in unit)):
             log(f"[seed {seed}] {', '.join(unit)}: done earlier, kept")
             continue
-        claim = _shared(try_claim(out / "claims", cell_name(unit[0], seed)) if main else None)
+        claim = shared(try_claim(out / "claims", cell_name(unit[0], seed)) if main else None)
         if claim is None:
             log(f"[seed {seed}] {', '.join(unit)}: another worker has it")
             continue

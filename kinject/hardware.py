@@ -12,14 +12,16 @@ back to a slow path: measured here at 1.2 GFLOP/s against 116 GFLOP/s in fp32.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import torch
 
 from kinject.errors import UserError
 
 M = TypeVar("M", bound=torch.nn.Module)
+T = TypeVar("T")
 
 
 def _accelerator_present() -> bool:
@@ -45,6 +47,22 @@ def world_size() -> int:
 def is_main_process() -> bool:
     """Global rank 0 (or no distributed launch): the one process that evaluates and writes files."""
     return launch_state().is_main_process
+
+
+def shared(value: Any) -> Any:
+    """Rank 0's ``value``, on every rank of a distributed launch (itself without one)."""
+    if world_size() == 1:
+        return value
+    from accelerate.utils import broadcast_object_list
+
+    return broadcast_object_list([value])[0]
+
+
+def on_main_process(compute: Callable[[], T]) -> T:
+    """``compute()`` run on rank 0 only and its (picklable) result given to every rank: generation
+    and teacher targets, which would otherwise be computed once per process (itself without a
+    distributed launch)."""
+    return shared(compute() if is_main_process() else None)
 
 
 def compute_device() -> torch.device:

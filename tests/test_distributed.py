@@ -31,12 +31,16 @@ def _steps_per_epoch(texts: int, batch_size: int, world: int) -> int:
 
 
 def test_torchrun_two_processes_train_data_parallel_and_only_rank_0_writes(tiny_model_dir, tmp_path):
-    args = [f"model={tiny_model_dir}", "methods=[base,ft,ft+rag]", *WORLD]
+    args = [f"model={tiny_model_dir}", "methods=[base,ft,ft+rag,ft+replay]", "replay.ratio=1.0", *WORLD]
     proc = subprocess.run([str(BIN / "torchrun"), "--standalone", "--nproc_per_node", "2", "--no-python",
-                           str(FIXTURES / "rank_bench.sh"), *args], env=_env(OUT=str(tmp_path / "run")),
+                           str(FIXTURES / "rank_bench.sh"), *args],
+                          env=_env(OUT=str(tmp_path / "run"), CACHE=str(tmp_path / "cache")),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not (tmp_path / "run-1").exists()  # rank 1 trained, and wrote nothing: no cell, model, index
+    # the replay texts were generated once, by rank 0 (its own cache), and trained on both ranks
+    generated = [list((tmp_path / f"cache-{rank}" / "distill").rglob("*.json")) for rank in (0, 1)]
+    assert generated[0] and not generated[1]
     run = tmp_path / "run-0"
     ft, ft_rag = _cell(run, "ft-seed0"), _cell(run, "ft+rag-seed0")
     assert ft["launch"]["world_size"] == 2 and ft["launch"]["device"] == "cpu"

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm
@@ -30,6 +31,7 @@ from kinject.distill.config import DistillConfig
 from kinject.evaluation.lm import newline_ids
 from kinject.generation.cache import GenerationCost, read_cached, write_cached
 from kinject.generation.generators import content_seed
+from kinject.hardware import on_main_process
 from kinject.training.trainer import Distilled, pad_left, pad_right
 
 
@@ -126,15 +128,10 @@ def _top_k(model, prompts: list[list[int]], answers: list[list[int]], k: int, pa
     return out
 
 
-def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: DistillConfig, model_key: str,
-                    cache: Path | None, progress: bool = True, stop_at_newline: bool = True,
-                    weight: float = 1.0) -> TeacherTargets:
-    """The teacher's answers and top-k distributions for ``prompts`` (cached per prompt), as
-    :class:`Distilled` rows in prompt order, each of loss weight ``weight``. A prompt's given
-    ``answer`` is scored as it is (its first ``cfg.max_new_tokens`` tokens); the others are
-    answered, cut after EOS and (``stop_at_newline``) the first newline."""
-    result = TeacherTargets()
-    keys = [_key(model_key, p, cfg, stop_at_newline) for p in prompts]
+def _targets(model, tokenizer, prompts: Sequence[TeacherPrompt], keys: list[str], cfg: DistillConfig,
+             cache: Path | None, progress: bool, stop_at_newline: bool) -> tuple[dict[str, dict[str, Any]], int]:
+    """Each key's entry (answer ids, top ids and log-probabilities, prompt tokens, seconds): read
+    from ``cache``, or computed and stored; and how many were computed."""
     found = read_cached(cache, keys)
     missing = list(dict.fromkeys(k for k in keys if k not in found))
     index = {k: i for i, k in enumerate(keys)}
@@ -162,8 +159,23 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
                 if cache is not None:
                     write_cached(cache, k, found[k])
     model.train(was_training)
+    return found, len(missing)
+
+
+def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: DistillConfig, model_key: str,
+                    cache: Path | None, progress: bool = True, stop_at_newline: bool = True,
+                    weight: float = 1.0) -> TeacherTargets:
+    """The teacher's answers and top-k distributions for ``prompts`` (cached per prompt), as
+    :class:`Distilled` rows in prompt order, each of loss weight ``weight``. A prompt's given
+    ``answer`` is scored as it is (its first ``cfg.max_new_tokens`` tokens); the others are
+    answered, cut after EOS and (``stop_at_newline``) the first newline. Under a distributed launch
+    rank 0 reads the cache and asks the teacher, and every rank gets its targets."""
+    result = TeacherTargets()
+    keys = [_key(model_key, p, cfg, stop_at_newline) for p in prompts]
+    found, missing = on_main_process(lambda: _targets(model, tokenizer, prompts, keys, cfg, cache, progress,
+                                                      stop_at_newline))
     cost = result.cost
-    cost.requests, cost.cached = len(prompts), len(prompts) - len(missing)
+    cost.requests, cost.cached = len(prompts), len(prompts) - missing
     for k in dict.fromkeys(keys):
         cost.prompt_tokens += found[k]["prompt_tokens"]
         cost.completion_tokens += len(found[k]["answer_ids"])

@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from kinject.data.jsonl import atomic_write_text
 from kinject.generation.generators import Generator, Messages, Sampled
+from kinject.hardware import on_main_process
 
 
 @dataclass
@@ -74,11 +75,25 @@ def cached_sample(generator: Generator, requests: list[Messages], n: int, cache:
     """``n`` replies per request: from ``cache`` where stored, else generated ``generator.cfg.batch_size``
     requests at a time, each batch stored as soon as it is done. Identical requests (two documents
     with the same text) are generated once and share their replies, as they would from the cache;
-    ``cost`` counts each distinct request's tokens and seconds once."""
+    ``cost`` counts each distinct request's tokens and seconds once. Under a distributed launch rank
+    0 reads the cache and generates, and every rank gets its replies."""
     keys = [request_key(generator.fingerprint, m, n) for m in requests]
     first: dict[str, int] = {}  # each distinct key's first request, in order
     for i, k in enumerate(keys):
         first.setdefault(k, i)
+    found, missing = on_main_process(lambda: _replies(generator, requests, n, cache, first))
+    cost.requests += len(requests)
+    cost.cached += len(requests) - missing
+    for k in first:
+        cost.prompt_tokens += found[k]["prompt_tokens"]
+        cost.completion_tokens += found[k]["completion_tokens"]
+        cost.seconds += found[k]["seconds"]
+    return [Sampled(found[k]["replies"], found[k]["prompt_tokens"], found[k]["completion_tokens"]) for k in keys]
+
+
+def _replies(generator: Generator, requests: list[Messages], n: int, cache: Path | None, first: dict[str, int]
+             ) -> tuple[dict[str, dict[str, Any]], int]:
+    """Each key of ``first``'s stored entry (read, or generated and stored), and how many were generated."""
     found = read_cached(cache, first)
     missing = [k for k in first if k not in found]
     step = generator.cfg.batch_size
@@ -92,10 +107,4 @@ def cached_sample(generator: Generator, requests: list[Messages], n: int, cache:
             found[k] = {**asdict(s), "seconds": share}
             if cache is not None:  # stored batch by batch: an interrupted run keeps what it generated
                 write_cached(cache, k, found[k])
-    cost.requests += len(requests)
-    cost.cached += len(requests) - len(missing)
-    for k in first:
-        cost.prompt_tokens += found[k]["prompt_tokens"]
-        cost.completion_tokens += found[k]["completion_tokens"]
-        cost.seconds += found[k]["seconds"]
-    return [Sampled(found[k]["replies"], found[k]["prompt_tokens"], found[k]["completion_tokens"]) for k in keys]
+    return found, len(missing)
