@@ -1,17 +1,19 @@
 """Retrieval speed at scale: build an index of generated passages, then time single queries.
 
     .venv/bin/python benchmarks/index_speed.py [--passages 100000] [--queries 200] [--k 5] [--nprobe N]
+        [--ann hnsw|ivf] [--ann-threshold 50000] [--ef-search 64] [--hnsw-m 32]
         [--backend torch|onnx|onnx-int8] [--side-by-side 2000]
 
 Passages are generated articles about invented entities (two fact sentences each, built from the
 built-in benchmark's templates), so the corpus is as large as asked and no download is needed.
 The build runs kinject's own parts, timed one by one: chunking, the shipped all-MiniLM-L6-v2
-embedder with an empty embedding cache, FAISS (IVF-flat from ``--ivf-threshold`` passages on);
-the index is then saved and loaded back. Query latency is one question at a time (embedding + search), as an
-interactive user sees it; p50/p95 over ``--queries`` questions. The search alone is then timed
-for an exact flat index and for IVF at several nprobe values over the same vectors, each with the
-share of the exact top-k it finds, measured in the same run, and for an HNSW graph over the same
-vectors (``--hnsw-m`` neighbours, efSearch 16-128), with its build time. ``--backend`` is the embedder's
+embedder with an empty embedding cache, FAISS (from ``--ann-threshold`` passages on the ``--ann``
+index, HNSW or IVF-flat, as ``retrieval.ann``); the index is then saved and loaded back. Query
+latency is one question at a time (embedding + search), as an interactive user sees it; p50/p95
+over ``--queries`` questions. The search alone is then timed for an exact flat index, for IVF at
+several nprobe values and for an HNSW graph (``--hnsw-m`` neighbours) at efSearch 16-128, both
+built again over the same vectors (build times printed), each with the share of the exact top-k it
+finds, measured in the same run. ``--backend`` is the embedder's
 engine for the build and the queries (``retrieval.backend``); the side-by-side section then embeds
 the first ``--side-by-side`` passages and times the same single queries with every engine (torch,
 onnx, onnx-int8), one after the other in the same run, and prints their ratios to torch and the
@@ -31,7 +33,7 @@ from kinject.data.builtin.templates import PRODUCTS, PROFESSIONS, RELATIONS, fil
 from kinject.data.schema import Document
 from kinject.retrieval.chunking import chunk_documents
 from kinject.retrieval.embedder import BACKENDS, Embedder
-from kinject.retrieval.index import PassageIndex, import_faiss
+from kinject.retrieval.index import ANN_TYPES, PassageIndex, import_faiss
 from kinject.retrieval.retriever import RetrievalConfig, Retriever
 
 SYLLABLES = [c + v for c in "bdfghklmnprstvz" for v in ("a", "e", "i", "o", "u", "ae", "ou")]
@@ -74,17 +76,22 @@ def main() -> None:
     ap.add_argument("--passages", type=int, default=100_000)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--ivf-threshold", type=int, default=50_000,
-                    help="IVF from this many passages on (kinject's default is higher; this exercises IVF at 100k)")
+    ap.add_argument("--ann-threshold", type=int, default=50_000,
+                    help="an approximate index from this many passages on (kinject's default is higher; this "
+                         "exercises it at 100k)")
+    ap.add_argument("--ann", choices=ANN_TYPES, default=RetrievalConfig().ann,
+                    help="retrieval.ann: the approximate index kinject builds and queries")
+    ap.add_argument("--ef-search", type=int, default=RetrievalConfig().ef_search)
     ap.add_argument("--nprobe", type=int, default=RetrievalConfig().nprobe)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backend", choices=BACKENDS, default="torch")
-    ap.add_argument("--hnsw-m", type=int, default=32, help="HNSW neighbours per node (search-only comparison)")
+    ap.add_argument("--hnsw-m", type=int, default=RetrievalConfig().hnsw_m, help="HNSW neighbours per node")
     ap.add_argument("--side-by-side", type=int, default=2000, help="passages embedded by both engines (0: skip)")
     args = ap.parse_args()
 
     docs, questions = generate(args.passages, args.seed)
-    cfg = RetrievalConfig(chunking="document", ivf_threshold=args.ivf_threshold, nprobe=args.nprobe, progress=True)
+    cfg = RetrievalConfig(chunking="document", ann_threshold=args.ann_threshold, ann=args.ann, nprobe=args.nprobe,
+                          hnsw_m=args.hnsw_m, ef_search=args.ef_search, progress=True)
     with tempfile.TemporaryDirectory() as tmp:
         embedder = Embedder(cfg.embedder, cache_dir=Path(tmp) / "cache", backend=args.backend)  # empty cache
         tokens = sum(len(ids) for ids in embedder.tokenizer([d.text for d in docs[:2000]])["input_ids"]) / min(
@@ -95,7 +102,8 @@ def main() -> None:
         vectors = embedder.encode_passages([c.text for c in chunks], cfg.batch_size, progress=True)
         embed_s = time.perf_counter() - start - chunk_s
         index = PassageIndex.build(chunks, vectors, embedder=embedder.describe(), chunking={"by": cfg.chunking},
-                                   ivf_threshold=cfg.ivf_threshold, nprobe=cfg.nprobe)
+                                   ann_threshold=cfg.ann_threshold, ann=cfg.ann, nprobe=cfg.nprobe,
+                                   hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search)
         build_s = time.perf_counter() - start
         start = time.perf_counter()
         index.save(Path(tmp) / "index")
@@ -117,15 +125,15 @@ def main() -> None:
         flat = import_faiss().IndexFlatIP(embedder.dim)
         flat.add(vectors)
         exact = flat.search(qvecs, args.k)[1]
-        sweep = [("flat (exact)", flat, None)]
-        if loaded.meta["index"]["type"] == "ivf-flat":
-            sweep += [(f"ivf nprobe {n}", loaded.index, ("nprobe", n)) for n in (8, 16, 32, 64, 128)
-                      if n <= loaded.index.nlist]
-        start = time.perf_counter()
-        hnsw = import_faiss().IndexHNSWFlat(embedder.dim, args.hnsw_m, import_faiss().METRIC_INNER_PRODUCT)
-        hnsw.add(vectors)
-        hnsw_build_s = time.perf_counter() - start
-        sweep += [(f"hnsw M{args.hnsw_m} ef {n}", hnsw, ("efSearch", n)) for n in (16, 32, 64, 128)]
+        sweep, built = [("flat (exact)", flat, None)], {}
+        for ann in ANN_TYPES:  # both approximate types over the same vectors, each with its build time
+            start = time.perf_counter()
+            other = PassageIndex.build(chunks, vectors, embedder=embedder.describe(), chunking={"by": cfg.chunking},
+                                       ann_threshold=1, ann=ann, nprobe=cfg.nprobe, hnsw_m=cfg.hnsw_m).index
+            built[ann] = time.perf_counter() - start
+            sweep += ([(f"ivf nprobe {n}", other, ("nprobe", n)) for n in (8, 16, 32, 64, 128) if n <= other.nlist]
+                      if ann == "ivf" else
+                      [(f"hnsw M{cfg.hnsw_m} ef {n}", other, ("efSearch", n)) for n in (16, 32, 64, 128)])
         rows = []
         for label, idx, setting in sweep:
             if setting is not None:
@@ -141,8 +149,6 @@ def main() -> None:
             approx = idx.search(qvecs, args.k)[1]
             overlap = statistics.mean(len(set(a) & set(e)) / args.k for a, e in zip(approx, exact))
             rows.append((label, statistics.median(times) * 1000, overlap))
-        if loaded.meta["index"]["type"] == "ivf-flat":
-            loaded.index.nprobe = loaded.meta["index"]["nprobe"]
         engines = side_by_side([d.text for d in docs[: args.side_by_side]], [q for q, _ in sample]) \
             if args.side_by_side else []
 
@@ -151,8 +157,8 @@ def main() -> None:
     kind = index.meta["index"]
     print(f"\n== index speed (seed {args.seed}) ==")
     print(f"passages            {len(docs)} generated articles, {tokens:.1f} embedder tokens each on average")
-    print(f"index               {kind['type']}" + (f", nlist {kind['nlist']}, nprobe {kind['nprobe']}"
-                                                    if kind["type"] == "ivf-flat" else ""))
+    settings = {k: v for k, v in kind.items() if k != "type"}
+    print(f"index               {kind['type']}" + "".join(f", {k} {v}" for k, v in settings.items()))
     print(f"build               {build_s:.1f} s = {len(docs) / build_s:.0f} passages/s "
           "(chunk + embed + index, empty cache)")
     print(f"  of which          chunk {chunk_s:.1f} s, embed {embed_s:.1f} s ({len(docs) / embed_s:.0f} passages/s), "
@@ -161,7 +167,7 @@ def main() -> None:
     print(f"query latency       p50 {pct(50):.1f} ms, p95 {pct(95):.1f} ms over {len(ms)} single queries, k={args.k} "
           "(embed + search)")
     print(f"search only, p50 over the same {len(qvecs)} queries, and share of the exact top-{args.k} found:")
-    print(f"  (HNSW M{args.hnsw_m} over the same vectors: built in {hnsw_build_s:.1f} s)")
+    print("  (over the same vectors, built in " + ", ".join(f"{a} {t:.1f} s" for a, t in built.items()) + ")")
     for label, p50, overlap in rows:
         print(f"  {label:16s}  {p50:7.2f} ms   {overlap:.3f}")
     print(f"top-1 = source doc  {top1 / len(sample):.3f} of queries")

@@ -141,8 +141,16 @@ def _check_type(value: Any, hint: Any, key: str) -> Any:
     raise UserError(f"config key {key!r}: expected {name}, got {value!r}")
 
 
+RENAMED_KEYS = {"retrieval.ivf_threshold": "retrieval.ann_threshold"}
+"""Keys that were renamed: the old name is still read, as the new key (run directories written
+before the rename resume)."""
+
+
 def _set(obj: Any, path: list[str], value: Any, where: str) -> None:
     key = ".".join(path)
+    if key in RENAMED_KEYS:
+        key = RENAMED_KEYS[key]
+        path = key.split(".")
     target = obj
     for i, part in enumerate(path):
         fields = {f.name: f for f in dataclasses.fields(target)}

@@ -123,3 +123,11 @@ def test_null_passes_an_optional_key_and_a_bool_is_not_a_number():
     assert load_config(None, ["data.limit=null", "eval.bf16=false"]).eval.bf16 is False
     with pytest.raises(UserError, match=r"'train\.batch_size': expected int"):
         load_config(None, ["train.batch_size=true"])
+
+
+def test_a_renamed_key_is_still_read_as_its_new_name(tmp_path):
+    old = tmp_path / "old.yaml"  # as a run directory written before the rename holds it
+    old.write_text("retrieval:\n  ivf_threshold: 7\n")
+    assert load_config(old).retrieval.ann_threshold == 7
+    assert load_config(None, ["retrieval.ivf_threshold=9"]).retrieval.ann_threshold == 9
+    assert "ivf_threshold" not in dump_config(load_config(old))

@@ -105,7 +105,9 @@ def test_the_right_passage_ranks_first_and_survives_a_round_trip(embedder, tmp_p
                                                                                        k=3)[0]]
 
 
-def test_large_indexes_switch_to_ivf_and_still_find_each_vector(tmp_path):
+@pytest.mark.parametrize(("ann", "kind", "setting"), [("ivf", "ivf-flat", ("nprobe", 8)),
+                                                     ("hnsw", "hnsw", ("ef_search", 40))])
+def test_large_indexes_turn_approximate_and_still_find_each_vector(tmp_path, ann, kind, setting):
     from kinject.retrieval.chunking import Chunk
 
     rng = np.random.default_rng(0)
@@ -113,13 +115,17 @@ def test_large_indexes_switch_to_ivf_and_still_find_each_vector(tmp_path):
     vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
     chunks = [Chunk(f"d{i}#0", f"d{i}", f"text {i}", 0, 6) for i in range(len(vecs))]
     emb = {"name": "x", "path": "x", "fingerprint": "f", "dim": 32, "query_prefix": "", "passage_prefix": ""}
-    index = PassageIndex.build(chunks, vecs, embedder=emb, chunking={"by": "document"}, ivf_threshold=1000,
-                               nprobe=8)
-    assert index.meta["index"]["type"] == "ivf-flat" and index.meta["index"]["nprobe"] == 8
+    small = PassageIndex.build(chunks[:999], vecs[:999], embedder=emb, chunking={"by": "document"},
+                               ann_threshold=1000, ann=ann)
+    assert small.meta["index"]["type"] == "flat"  # below the threshold: exact
+    index = PassageIndex.build(chunks, vecs, embedder=emb, chunking={"by": "document"}, ann_threshold=1000, ann=ann,
+                               nprobe=8, ef_search=40)
+    assert index.meta["index"]["type"] == kind and index.meta["index"][setting[0]] == setting[1]
     top = [hits[0].chunk.doc_id for hits in index.search(vecs[:200], 1)]
-    assert sum(t == f"d{i}" for i, t in enumerate(top)) >= 190  # a vector finds itself despite IVF
-    index.save(tmp_path / "ivf")
-    assert PassageIndex.load(tmp_path / "ivf").index.nprobe == 8
+    assert sum(t == f"d{i}" for i, t in enumerate(top)) >= 190  # a vector finds itself despite the approximation
+    index.save(tmp_path / ann)
+    loaded = PassageIndex.load(tmp_path / ann).index
+    assert (loaded.nprobe if ann == "ivf" else loaded.hnsw.efSearch) == setting[1]
 
 
 @pytest.fixture

@@ -4,7 +4,8 @@ An index directory holds::
 
     meta.json      format, embedder (name, path, fingerprint, dim, prefixes), chunking, index
                    type, counts, and the sha256 of the two files below
-    index.faiss    the FAISS index (flat below ``ivf_threshold`` vectors, IVF-flat above)
+    index.faiss    the FAISS index: exact (flat) below ``ann_threshold`` vectors, from there on
+                   approximate, an HNSW graph (``ann="hnsw"``) or IVF-flat (``ann="ivf"``)
     chunks.jsonl   the docstore: one chunk per line, in vector order (FAISS keeps no text)
 
 Loading checks every part (missing, corrupted, built by another embedder) and names the fault in
@@ -48,6 +49,9 @@ class Hit:
     rank: int
 
 
+ANN_TYPES = ("hnsw", "ivf")
+
+
 def _ivf_lists(n: int) -> int:
     """IVF list count: ~4 sqrt(n), at most n / 39 so every list gets FAISS's 39 training points."""
     return max(1, min(int(4 * math.sqrt(n)), n // 39))
@@ -63,16 +67,18 @@ class PassageIndex:
 
     @classmethod
     def build(cls, chunks: Sequence[Chunk], vectors: np.ndarray, *, embedder: dict[str, Any],
-              chunking: dict[str, Any], ivf_threshold: int = 250_000, nprobe: int = 128, seed: int = 0
-              ) -> PassageIndex:
-        """Index ``vectors`` (n, dim) float32 unit rows, row i belonging to ``chunks[i]``."""
+              chunking: dict[str, Any], ann_threshold: int = 250_000, ann: str = "hnsw", nprobe: int = 128,
+              hnsw_m: int = 32, ef_search: int = 64, seed: int = 0) -> PassageIndex:
+        """Index ``vectors`` (n, dim) float32 unit rows, row i belonging to ``chunks[i]``: exact
+        below ``ann_threshold`` rows, else ``ann``: ``hnsw`` (``hnsw_m`` neighbours a node,
+        ``ef_search`` candidates a query) or ``ivf`` (~4 sqrt(n) lists, ``nprobe`` searched)."""
         faiss = import_faiss()
         if len(chunks) != len(vectors):
             raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
         if not len(chunks):
             raise UserError("nothing to index: the corpus gave no chunks")
         n, dim = vectors.shape
-        if n >= ivf_threshold:
+        if n >= ann_threshold and ann == "ivf":
             nlist = _ivf_lists(n)
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
             train = vectors
@@ -81,6 +87,10 @@ class PassageIndex:
             index.train(train)
             index.nprobe = min(nprobe, nlist)
             kind = {"type": "ivf-flat", "nlist": nlist, "nprobe": index.nprobe}
+        elif n >= ann_threshold:
+            index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efSearch = ef_search
+            kind = {"type": "hnsw", "m": hnsw_m, "ef_search": ef_search}
         else:
             index = faiss.IndexFlatIP(dim)
             kind = {"type": "flat"}
@@ -140,6 +150,8 @@ class PassageIndex:
                             f"meta.json says {meta['chunks']} of dim {built_by['dim']}")
         if meta["index"]["type"] == "ivf-flat":
             index.nprobe = meta["index"]["nprobe"]
+        elif meta["index"]["type"] == "hnsw":
+            index.hnsw.efSearch = meta["index"]["ef_search"]
         return cls(index, chunks, meta)
 
 
@@ -161,7 +173,7 @@ def _read_meta(path: Path) -> dict[str, Any]:
         emb = meta["embedder"]
         ok = (isinstance(emb["fingerprint"], str) and isinstance(emb["dim"], int) and isinstance(meta["chunks"], int)
               and isinstance(meta["sha256"], dict) and set(meta["sha256"]) == {"index.faiss", "chunks.jsonl"}
-              and meta["index"]["type"] in ("flat", "ivf-flat"))
+              and meta["index"]["type"] in ("flat", "ivf-flat", "hnsw"))
     except (KeyError, TypeError):
         ok = False
     if not ok:

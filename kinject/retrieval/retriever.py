@@ -23,7 +23,7 @@ from kinject.evaluation.metrics import contains_run, tokens
 from kinject.evaluation.runner import Context
 from kinject.retrieval.chunking import CHUNKINGS, Chunk, check_chunking, chunk_documents, split_long_chunks
 from kinject.retrieval.embedder import BACKENDS, DEFAULT_EMBEDDER, Embedder, resolve_embedder_path, vector_fingerprint
-from kinject.retrieval.index import Hit, PassageIndex, read_index_meta
+from kinject.retrieval.index import ANN_TYPES, Hit, PassageIndex, read_index_meta
 from kinject.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
 from kinject.retrieval.rerank import Reranker, resolve_reranker_path
 
@@ -38,8 +38,10 @@ class RetrievalConfig:
     ``query_prefix``/``passage_prefix`` for models that need them (E5: "query: "/"passage: ").
     k: passages placed before each question. chunking: document | paragraph | sentence | tokens
     (``chunk_tokens`` embedder tokens per window, ``chunk_overlap`` shared between windows).
-    ivf_threshold: at this many chunks or more the index is IVF-flat (``nprobe`` lists searched)
-    instead of exact. index: a directory from ``kinject index build`` to use instead of indexing
+    ann_threshold: at this many chunks or more the index is approximate instead of exact: ``ann``
+    ``hnsw`` (an HNSW graph, ``hnsw_m`` neighbours a node, ``ef_search`` candidates a query; the
+    default, measured faster and closer to exact than IVF at 100k passages) or ``ivf`` (IVF-flat,
+    ``nprobe`` lists searched). index: a directory from ``kinject index build`` to use instead of indexing
     the corpus. cache: reuse embeddings stored under the kinject cache (keyed by content hash).
     mode: ``dense`` (the embedder and FAISS), ``bm25`` (lexical, :mod:`kinject.retrieval.lexical`;
     nothing is embedded) or ``hybrid`` (both rankings, each ``candidates`` deep, fused by reciprocal
@@ -57,8 +59,11 @@ class RetrievalConfig:
     chunking: str = "sentence"
     chunk_tokens: int = 128
     chunk_overlap: int = 32
-    ivf_threshold: int = 250_000
+    ann_threshold: int = 250_000
+    ann: str = "hnsw"
     nprobe: int = 128
+    hnsw_m: int = 32
+    ef_search: int = 64
     batch_size: int = 64
     index: str | None = None
     cache: bool = True
@@ -73,7 +78,8 @@ class RetrievalConfig:
         "backend": one_of(*BACKENDS), "mode": one_of(*MODES), "candidates": at_least(1),
         "rrf_constant": at_least(0),
         "k": at_least(1), "chunking": one_of(*CHUNKINGS), "chunk_tokens": at_least(1), "chunk_overlap": at_least(0),
-        "ivf_threshold": at_least(1), "nprobe": at_least(1), "batch_size": at_least(1)}
+        "ann_threshold": at_least(1), "ann": one_of(*ANN_TYPES), "nprobe": at_least(1), "hnsw_m": at_least(2),
+        "ef_search": at_least(1), "batch_size": at_least(1)}
 
 
 
@@ -121,7 +127,8 @@ def build_index(documents: Sequence[Document], cfg: RetrievalConfig, embedder: E
     chunks, chunking = corpus_chunks(documents, cfg, embedder)
     vectors = embedder.encode_passages([c.text for c in chunks], cfg.batch_size, cfg.progress)
     return PassageIndex.build(chunks, vectors, embedder=embedder.describe(), chunking=chunking,
-                              ivf_threshold=cfg.ivf_threshold, nprobe=cfg.nprobe)
+                              ann_threshold=cfg.ann_threshold, ann=cfg.ann, nprobe=cfg.nprobe, hnsw_m=cfg.hnsw_m,
+                              ef_search=cfg.ef_search)
 
 
 class Retriever:
