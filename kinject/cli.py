@@ -194,21 +194,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         cfg.seeds = list(range(args.seeds))
     start = time.perf_counter()
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
+    run_point = lambda c, d: run_bench(c, d, log)  # noqa: E731
     if args.workers is not None:
-        if args.sweep:
-            raise UserError("--workers with --sweep: submit the workers of each point's run directory instead")
-        from kinject.workers import parse_options, run_workers
+        from kinject.workers import check_workers, parse_options, run_workers
 
-        results = run_workers(cfg, Path(args.out), args.workers, args.cluster, parse_options(args.worker_option), log)
-        print(format_table(results))
-        print(f"run directory: {args.out} ({args.workers} workers; report.html, report.md; "
-              f"{time.perf_counter() - start:.0f} s)")
-        return 0
+        check_workers(args.workers, args.cluster)
+        options = parse_options(args.worker_option)
+        run_point = lambda c, d: run_workers(c, d, args.workers, args.cluster, options, log)  # noqa: E731
+        if not args.sweep:
+            results = run_point(cfg, Path(args.out))
+            print(format_table(results))
+            print(f"run directory: {args.out} ({args.workers} workers; report.html, report.md; "
+                  f"{time.perf_counter() - start:.0f} s)")
+            return 0
     if args.sweep:
         from kinject.report.render import sweep_table
         from kinject.sweep import parse_sweep, run_sweep
 
-        summary = run_sweep(cfg, parse_sweep(args.sweep), Path(args.out), lambda c, d: run_bench(c, d, log), log)
+        summary = run_sweep(cfg, parse_sweep(args.sweep), Path(args.out), run_point, log)
         if summary:
             print(sweep_table(summary))
             print(f"sweep directory: {args.out} (sweep.json, sweep.png, report.html; "

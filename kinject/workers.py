@@ -46,17 +46,23 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return options
 
 
-def run_workers(cfg: RunConfig, out: Path, n: int, cluster: str, options: dict[str, Any],
-                log: Callable[[str], None]) -> dict[str, Any]:
-    """Submit ``n`` workers on ``out`` and wait for them; returns the merged results."""
-    import submitit
-
-    from kinject.bench import check_run, merge_run, prepare_run_dir
-
+def check_workers(n: int, cluster: str) -> None:
+    """Refuse a worker count below 1 or an unknown cluster (before anything is written)."""
     if n < 1:
         raise UserError(f"--workers must be >= 1, got {n}")
     if cluster not in CLUSTERS:
         raise UserError(f"--cluster {cluster!r} is not one of {', '.join(CLUSTERS)}")
+
+
+def run_workers(cfg: RunConfig, out: Path, n: int, cluster: str, options: dict[str, Any],
+                log: Callable[[str], None]) -> dict[str, Any]:
+    """Submit ``n`` workers on ``out`` and wait for them; returns the merged results. A sweep
+    (``kinject bench --sweep``) calls this once per point, so each point's cells are spread."""
+    import submitit
+
+    from kinject.bench import check_run, merge_run, prepare_run_dir
+
+    check_workers(n, cluster)
     check_run(cfg)
     prepare_run_dir(out, cfg)
     executor = submitit.AutoExecutor(folder=out / "workers" / "%j", cluster=None if cluster == "auto" else cluster)

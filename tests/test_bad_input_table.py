@@ -116,7 +116,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("seeds-twice", [*B, "--seeds", "1", "seeds=[5]"], "--seeds and config key 'seeds' both given"),
     ("methods-twice", [*B, "--methods", "base", "methods=[ft]"], "--methods and config key 'methods' both given"),
     ("not-key-value", [*B, "train.lr"], "'train.lr' is not key=value"),
-    ("workers-with-sweep", [*B, "--workers", "2", "--sweep", "train.lr=1e-4,3e-4"], "--workers with --sweep"),
+    ("workers-zero-in-a-sweep", [*B, "--workers", "0", "--sweep", "train.lr=1e-4,3e-4"], "--workers must be >= 1"),
     ("eval-without-model", ["eval"], "--model"),
     ("inject-without-out", ["inject", "--method", "ft"], "--out"),
     ("index-query-missing", ["index", "query", "{d}/nope", "question"], "nope: no such index directory"),

@@ -145,3 +145,13 @@ def test_workers_submitted_through_submitit_finish_the_suite(tiny_model_dir, tmp
     assert sum(line.endswith("injecting and evaluating") for line in logs.splitlines()) == 4
     assert "2 workers" in capsys.readouterr().out
     assert main(["bench", "--out", str(tmp_path / "x"), "--workers", "2", "--cluster", "nowhere"]) == 2
+    assert not (tmp_path / "x").exists()
+    # a sweep: each point's cells spread over its own two workers
+    sweep = tmp_path / "sweep"
+    assert main(["bench", "--out", str(sweep), "--workers", "2", "--cluster", "local", f"model={tiny_model_dir}",
+                 "methods=[base]", "seeds=[0,1]", *TINY_WORLD, "--sweep", "eval.max_new_tokens=4,8"]) == 0
+    points = sorted(p for p in sweep.iterdir() if p.is_dir())
+    assert len(points) == 2 and all(len(list((p / "workers").rglob("*_log.err"))) == 2 for p in points)
+    assert all(sorted(json.loads((p / "results.json").read_text())["methods"]["base"]["per_seed"]) == ["0", "1"]
+               for p in points)
+    assert (sweep / "sweep.json").is_file() and "sweep directory" in capsys.readouterr().out
