@@ -2,13 +2,14 @@
 # Issue 23 on development worlds 1000-1001: what +replay, +anchor, +wise and LoRA buy against ft and ft-para,
 # on both retention measures (the 52 questions, and general_qa / general_mcq / general_kl). One
 # run directory per setting; read them together with
-#   kinject compare runs/retention-dev/* --pair ft+anchor,ft --markdown
+#   kinject compare runs/dev-plain runs/retention-dev/* --pair ft+anchor,ft --markdown
 # Finished cells are skipped, so it resumes.
 set -euo pipefail
 kinject=.venv/bin/kinject
 out=runs/retention-dev
 common=("seeds=[1000,1001]" "eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]")
-$kinject bench --out $out/plain --methods base,ft,ft-para,rag "${common[@]}"
+# the baselines, shared with docs/runs/distill-dev/queue.sh (the same command: the second resumes)
+$kinject bench --out runs/dev-plain --methods base,ft,ft-para,ft-para+qa,rag,oracle "${common[@]}"
 for ratio in 0.1 0.5 1.0; do
   $kinject bench --out $out/replay-$ratio --methods ft+replay,ft+anchor "${common[@]}" replay.ratio=$ratio
 done
