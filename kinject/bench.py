@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -31,7 +32,7 @@ from typing import Any
 
 import yaml
 
-from kinject.artifacts import check_writable, remove_stale_temporaries
+from kinject.artifacts import check_writable, remove_stale_temporaries, staged_directory
 from kinject.checks import check_section
 from kinject.claims import held, try_claim
 from kinject.config import RunConfig, dump_config, load_config, read_config_file
@@ -51,6 +52,7 @@ from kinject.hardware import (
     resolve_bf16,
     resolve_dtype,
     shared,
+    world_size,
 )
 from kinject.methods import Injected, InjectRequest, get_method, resolve_methods
 from kinject.methods.finetune import merged
@@ -189,18 +191,31 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     updates injected one after another, the model evaluated after each on every update so far
     and on the general kinds; the cell holds the final model's metrics on every probe, the
     ``stream.*`` summary, and under ``stream`` the matrix, the general metrics, the cost and the
-    method's info of each update (the cell's ``info`` is the last update's)."""
+    method's info of each update (the cell's ``info`` is the last update's).
+
+    After each update but the last, the model and the records so far are kept under
+    ``models/<cell>/partial`` (one process only), so a cell stopped mid-stream resumes at the next
+    update; each update seeds everything from the seed and its number, so a resumed stream trains
+    as an uninterrupted one. The partial state is removed when the cell is written."""
     start = time.perf_counter()
     spec = get_method(method)
     updates = split_updates(corpus, cfg.stream, seed)
-    _seed_everything(seed)
+    partial = out / "models" / cell_name(method, seed) / "partial"
     current = load_model(cfg.model, cfg.model_dtype)
     frozen = load_model(cfg.model, cfg.model_dtype) if spec.reads_model else None
     reference = base_reference(cfg)
     own = [k for k in cfg.eval.kinds if k in CORPUS_KINDS]
     general = [k for k in cfg.eval.kinds if k not in CORPUS_KINDS]
-    matrix, after, costs, infos, samples = [], [], [], [], []
-    for i, update in enumerate(updates):
+    state: dict[str, list] = {"matrix": [], "general": [], "cost": [], "info": []}
+    if world_size() == 1 and (partial / "state.json").is_file():
+        state = read_json(partial / "state.json")
+        weights = next(current.model.parameters()).dtype
+        kept = load_model(str(partial / "model"), dtype_name(weights))
+        current = LoadedModel(kept.model, kept.tokenizer, current.source, current.path)
+    samples: list[dict[str, Any]] = []
+    for i in range(len(state["matrix"]), len(updates)):
+        update = updates[i]
+        _seed_everything(seed * 1000 + i)
         req = InjectRequest(current, update, cfg, seed, out / "models" / cell_name(method, seed) / f"update{i + 1}",
                             frozen=frozen, history=tuple(updates[:i]))
         if spec.wrap is not None:  # the context over every document so far
@@ -218,21 +233,28 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
                 samples += [r | {"update": j + 1} for r in records]
         final, general_records = evaluate(injected.model, injected.tokenizer, corpus, dataclasses.replace(
             cfg.eval, kinds=general), injected.context, reference) if general else ({}, [])
-        matrix.append(row)
-        after.append(flatten_metrics(final))
-        costs.append(_cost(injected, time.perf_counter() - eval_start))
-        infos.append(injected.info)
+        state["matrix"].append(row)
+        state["general"].append(flatten_metrics(final))
+        state["cost"].append(_cost(injected, time.perf_counter() - eval_start))
+        state["info"].append(injected.info)
         current = LoadedModel(merged(injected.model), injected.tokenizer, current.source, current.path)
+        if i < len(updates) - 1 and world_size() == 1:
+            with staged_directory(partial, replace=True) as tmp:
+                current.model.save_pretrained(tmp / "model")
+                current.tokenizer.save_pretrained(tmp / "model")
+                write_json(tmp / "state.json", state)
+    matrix, costs = state["matrix"], state["cost"]
     by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k]) for k in own}
     write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", [*samples, *general_records])
     if cfg.save_models and any(c["train_steps"] for c in costs):
         save_injected(injected.model, injected.tokenizer, out / "models" / cell_name(method, seed), cfg.model,
                       merged=cfg.save_merged)
+    shutil.rmtree(partial, ignore_errors=True)
     metrics = {**flatten_metrics({**by_kind, **final}), **stream_summary(matrix, costs)}
     cost = {k: sum(c[k] for c in costs) for k in costs[0]}
     stream = {"split": cfg.stream.split,
               "updates": [{"documents": len(u.documents), "probes": len(u.probes)} for u in updates],
-              "matrix": matrix, "general": after, "cost": costs, "info": infos}
+              "matrix": matrix, "general": state["general"], "cost": costs, "info": state["info"]}
     return {**_cell(method, seed, metrics, cost, injected, cfg, start), "stream": stream}, injected
 
 

@@ -1,5 +1,6 @@
 """A stream of updates: the split, the summary, a stream bench with the retrain baseline, bad input."""
 
+import dataclasses
 import json
 
 import pytest
@@ -108,3 +109,33 @@ def test_only_methods_that_read_the_model_get_a_frozen_copy_in_a_stream():
 
     assert [get_method(m).reads_model for m in ("ft", "rag", "ft+retrain", "lapael")] == [False] * 4
     assert all(get_method(m).reads_model for m in ("distill", "ft+anchor", "delia", "ft-para+replay+rag"))
+
+
+def test_a_stream_stopped_mid_way_resumes_at_the_next_update_and_matches_an_uninterrupted_one(
+        tiny_model_dir, tmp_path, monkeypatch):
+    cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "stream.updates=2", "methods=[ft]",
+                             "eval.kinds=[qa,retention]"])
+    whole = bench.run_bench(cfg, tmp_path / "whole", log=lambda m: None)["methods"]["ft"]["per_seed"]["0"]
+    real, calls = bench.evaluate, []
+
+    def stop_in_update_2(*args, **kwargs):  # update 1: its own probes, then retention; update 2: stop
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("stopped")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "evaluate", stop_in_update_2)
+    with pytest.raises(RuntimeError, match="stopped"):
+        bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    partial = tmp_path / "run" / "models" / "ft-seed0" / "partial"
+    assert len(json.loads((partial / "state.json").read_text())["matrix"]) == 1
+    monkeypatch.setattr(bench, "evaluate", real)
+    trained, spec = [], bench.get_method("ft")
+    counting = dataclasses.replace(spec, fn=lambda req: trained.append(req) or spec.fn(req))
+    monkeypatch.setattr(bench, "get_method", lambda m: counting if m == "ft" else spec)
+    resumed = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)["methods"]["ft"]["per_seed"]["0"]
+    assert len(trained) == 1 and trained[0].history  # update 2 only, on top of update 1
+    untimed = lambda m: {k: v for k, v in m.items() if "seconds" not in k}  # noqa: E731
+    assert resumed["stream"]["matrix"] == whole["stream"]["matrix"]
+    assert untimed(resumed["metrics"]) == untimed(whole["metrics"]) and "qa.accuracy" in resumed["metrics"]
+    assert not partial.exists()
