@@ -26,3 +26,5 @@ done
 for lr in 3e-4 1e-3; do
   $kinject bench --out $out/lora-$lr --methods ft,ft-para "${common[@]}" train.mode=lora train.lr=$lr
 done
+# A layer subset: LaPael's recipe (only the MLPs of layers 5 and up, lr 1e-3 with step decay).
+$kinject bench --config configs/lapael-recipe.yaml --out $out/subset-recipe --methods ft,ft-para "${common[@]}"
