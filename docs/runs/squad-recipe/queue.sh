@@ -17,3 +17,7 @@ $kinject bench --config configs/lapael-recipe.yaml --out runs/squad-recipe/main 
   --methods base,ft,noise-uniform,noise-gaussian,lapael "${squad[@]}" lapael.paraphraser=$para
 $kinject bench --config configs/lapael-recipe.yaml --out runs/squad-recipe/neftune-all --seeds 3 \
   --methods neftune "${squad[@]}" noise.clean_copy=false noise.neftune_alpha=5
+# The oracle mask (the test sentences' answer spans kept; SQuAD marks no subject). ft-para and
+# lapael+para have no gold paraphrases here (the split ships them for train sentences only).
+$kinject bench --config configs/lapael-recipe.yaml --out runs/squad-recipe/oracle --seeds 3 \
+  --methods lapael "${squad[@]}" lapael.paraphraser=$para lapael.mask=oracle
