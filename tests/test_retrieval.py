@@ -291,3 +291,25 @@ def test_the_int8_backend_ranks_as_torch_does_under_its_own_fingerprint(tmp_path
     assert ((int8.encode_queries(queries) @ v_int8.T).argmax(1) == np.arange(3)).all()
     assert sorted(p.name for p in (tmp_path / "emb").glob("*.sqlite")) == sorted(
         [f"{full.fingerprint}.sqlite", f"{int8.fingerprint}.sqlite"])
+
+
+def test_a_models_own_prompts_are_its_prefixes_unless_given(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    import numpy as np
+
+    from kinject.retrieval.embedder import Embedder, resolve_embedder_path
+
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+    prompted = tmp_path / "prompted"
+    shutil.copytree(resolve_embedder_path("all-minilm-l6-v2"), prompted)
+    config = prompted / "config_sentence_transformers.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "default_prompt_name": "query",
+                                  "prompts": {"query": "query: ", "document": "passage: "}}))
+    own = Embedder(str(prompted))
+    assert (own.query_prefix, own.passage_prefix) == ("query: ", "passage: ")
+    plain = Embedder()  # the same weights, no prompts: the prefix is what differs
+    assert np.allclose(own.encode_queries(["Who sells clocks?"]), plain.encode_passages(["query: Who sells clocks?"]),
+                       atol=1e-5)  # applied once, not again by the model's default_prompt_name
+    assert Embedder(str(prompted), query_prefix="q: ").describe()["query_prefix"] == "q: "

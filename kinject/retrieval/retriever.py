@@ -35,7 +35,8 @@ class RetrievalConfig:
     """Retrieval for ``rag`` and ``<method>+rag``.
 
     embedder: ``all-minilm-l6-v2`` (shipped), a sentence-transformers directory or a hub id;
-    ``query_prefix``/``passage_prefix`` for models that need them (E5: "query: "/"passage: ").
+    ``query_prefix``/``passage_prefix`` for models that need them (E5: "query: "/"passage: "); left
+    empty, the embedder's own named prompts where its sentence-transformers config defines them.
     k: passages placed before each question. chunking: document | paragraph | sentence | tokens
     (``chunk_tokens`` embedder tokens per window, ``chunk_overlap`` shared between windows).
     ann_threshold: at this many chunks or more the index is approximate instead of exact: ``ann``
