@@ -201,17 +201,17 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     spec = get_method(method)
     updates = split_updates(corpus, cfg.stream, seed)
     partial = out / "models" / cell_name(method, seed) / "partial"
-    current = load_model(cfg.model, cfg.model_dtype)
+    state: dict[str, list] = {"matrix": [], "general": [], "cost": [], "info": []}
+    if world_size() == 1 and (partial / "state.json").is_file():  # resumed: the last kept update's model
+        state = read_json(partial / "state.json")
+        kept = load_model(str(partial / "model"), cfg.model_dtype)
+        current = LoadedModel(kept.model, kept.tokenizer, cfg.model, resolve_model_path(cfg.model))
+    else:
+        current = load_model(cfg.model, cfg.model_dtype)
     frozen = load_model(cfg.model, cfg.model_dtype) if spec.reads_model else None
     reference = base_reference(cfg)
     own = [k for k in cfg.eval.kinds if k in CORPUS_KINDS]
     general = [k for k in cfg.eval.kinds if k not in CORPUS_KINDS]
-    state: dict[str, list] = {"matrix": [], "general": [], "cost": [], "info": []}
-    if world_size() == 1 and (partial / "state.json").is_file():
-        state = read_json(partial / "state.json")
-        weights = next(current.model.parameters()).dtype
-        kept = load_model(str(partial / "model"), dtype_name(weights))
-        current = LoadedModel(kept.model, kept.tokenizer, current.source, current.path)
     samples: list[dict[str, Any]] = []
     for i in range(len(state["matrix"]), len(updates)):
         update = updates[i]

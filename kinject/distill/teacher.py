@@ -81,15 +81,13 @@ class RowSampler(LogitsProcessor):
     ``seeds[i]``) and leaves only that token, so that greedy decoding takes it: a row's sample
     depends on its own seed, not on the other rows of its batch or on the global RNG."""
 
-    def __init__(self, seeds: Sequence[int], temperature: float) -> None:
-        self.seeds, self.temperature = list(seeds), temperature
-        self.generators: list[torch.Generator] = []
+    def __init__(self, seeds: Sequence[int], temperature: float, device: torch.device) -> None:
+        self.temperature = temperature
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """``scores``: (rows, vocab) next-token logits; returns the same shape, 0 at the drawn
         token and -inf elsewhere."""
-        if not self.generators:
-            self.generators = [torch.Generator(device=scores.device).manual_seed(s) for s in self.seeds]
         probs = torch.softmax(scores.float() / self.temperature, dim=-1)
         drawn = torch.stack([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)])
         return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)
@@ -104,7 +102,7 @@ def _answers(model, tokenizer, prompts: list[list[int]], cfg: DistillConfig, see
     pad = tokenizer.pad_token_id
     ids, mask = pad_left(prompts, pad)
     ids, mask, width = ids.to(device), mask.to(device), ids.shape[1]
-    sampler = [RowSampler(seeds, cfg.answer_temperature)] if cfg.answer == "sample" else []
+    sampler = [RowSampler(seeds, cfg.answer_temperature, device)] if cfg.answer == "sample" else []
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens, do_sample=False,
                          temperature=None, top_p=None, top_k=None, logits_processor=LogitsProcessorList(sampler),
                          pad_token_id=pad)

@@ -78,7 +78,10 @@ class PassageIndex:
         if not len(chunks):
             raise UserError("nothing to index: the corpus gave no chunks")
         n, dim = vectors.shape
-        if n >= ann_threshold and ann == "ivf":
+        if n < ann_threshold:
+            index = faiss.IndexFlatIP(dim)
+            kind = {"type": "flat"}
+        elif ann == "ivf":
             nlist = _ivf_lists(n)
             index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
             train = vectors
@@ -87,13 +90,10 @@ class PassageIndex:
             index.train(train)
             index.nprobe = min(nprobe, nlist)
             kind = {"type": "ivf-flat", "nlist": nlist, "nprobe": index.nprobe}
-        elif n >= ann_threshold:
+        else:
             index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
             index.hnsw.efSearch = ef_search
             kind = {"type": "hnsw", "m": hnsw_m, "ef_search": ef_search}
-        else:
-            index = faiss.IndexFlatIP(dim)
-            kind = {"type": "flat"}
         index.add(vectors)
         meta = {"format": INDEX_FORMAT, "embedder": embedder, "chunking": chunking, "index": kind,
                 "chunks": n, "documents": len({c.doc_id for c in chunks}),
