@@ -12,11 +12,19 @@ from kinject.data.builtin.world import BuiltinConfig, build_world
 from kinject.data.schema import Corpus, Document, Probe
 from kinject.distill.config import DistillConfig
 from kinject.distill.loss import distillation_loss
-from kinject.distill.prompts import build_prompts, continuation_prompts, templated_prompts
-from kinject.distill.teacher import TeacherPrompt, teacher_targets
+from kinject.distill.prompts import (
+    TRIVIA_EXAMPLES,
+    TRIVIA_PROMPT,
+    DistillPrompt,
+    build_prompts,
+    continuation_prompts,
+    templated_prompts,
+    trivia_questions,
+)
+from kinject.distill.teacher import RowSampler, TeacherPrompt, teacher_targets
 from kinject.errors import UserError
 from kinject.generation.generators import GenerationConfig
-from kinject.methods.distill import check_distill
+from kinject.methods.distill import _teacher_prompts, check_distill
 from kinject.training.trainer import DISTILL_FORMS, Distilled, _Collator, training_rows
 from tests.test_bench import TINY_WORLD
 
@@ -168,3 +176,62 @@ def test_generated_and_self_study_prompts_come_from_the_generator(tiny_chat_mode
     assert info["dropped"] == 2 * 3 * len(world.documents) - len(world.documents)  # duplicates of the same line
     kinds = {m[0]["content"].split(" Reply with")[0] for m in seen if "Reply with the request only" in m[0]["content"]}
     assert kinds == set(SELF_STUDY_SEEDS)
+
+
+def test_sequence_average_weighs_each_row_alike_whatever_its_length():
+    logits = torch.randn(2, 4, 5)
+    labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, -100, 4]])  # 3 positions and 1
+    none = torch.full((2, 4, 2), -1)
+    args = (logits, labels, none, torch.zeros(2, 4, 2), torch.tensor([0, 0]))
+    per = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 5), labels[:, 1:].reshape(-1),
+                                            reduction="none", ignore_index=-100).view(2, 3)
+    first, second = per[0].mean().item(), per[1, 2].item()
+    assert distillation_loss(*args).item() == pytest.approx((3 * first + second) / 4, abs=1e-5)
+    sequence = distillation_loss(*args, distill_sequence=torch.tensor([True, False]))
+    assert sequence.item() == pytest.approx((first + second) / 2, abs=1e-5)
+    row = Distilled((5,), (8, 9), ((8, 1), (9, 2)), ((-0.1, -2.0), (-0.2, -1.5)), average="sequence")
+    tok = type("Tok", (), {"eos_token_id": 0})()
+    batch = _Collator(pad_id=0)([*training_rows(tok, [row], 8), {"input_ids": [1, 2], "labels": [1, 2]}])
+    assert batch["distill_sequence"].tolist() == [True, False]
+
+
+def test_row_sampler_top_k_draws_only_among_the_most_likely_tokens():
+    scores = torch.tensor([[0.0, 3.0, 1.0, 2.9, -1.0]] * 2)
+    for seed in range(20):
+        drawn = RowSampler([seed, seed + 100], temperature=50.0, device=torch.device("cpu"), top_k=2)(None, scores)
+        assert set(drawn.argmax(-1).tolist()) <= {1, 3}
+    wide = {RowSampler([s], 50.0, torch.device("cpu"))(None, scores[:1]).argmax().item() for s in range(40)}
+    assert wide - {1, 3}  # without top_k, a hot sample leaves the top two
+
+
+def test_trivia_questions_are_read_from_their_tags_and_the_examples_dropped():
+    reply = ("<question>Who founded  Acme Corp\nin 1990?</question> <question>Which planet is closest to the "
+             "Sun?</question><question>Why?</question><question>Name the city</question>")
+    assert trivia_questions(reply) == ["Who founded Acme Corp in 1990?"]
+    assert "{text}" in TRIVIA_PROMPT and all(q in TRIVIA_PROMPT for q in TRIVIA_EXAMPLES)
+
+
+def test_the_chat_format_puts_context_and_question_in_the_chat_template(tiny_chat_model_dir, tmp_path):
+    cfg = load_config(None, [f"model={tiny_chat_model_dir}", *TINY_WORLD, "methods=[distill]", "distill.epochs=1",
+                             "distill.per_document=1", "distill.max_new_tokens=3", "distill.format=chat",
+                             "distill.answer=sample", "distill.answer_top_k=5", "distill.average=sequence"])
+    results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    info = results["methods"]["distill"]["per_seed"]["0"]["info"]["distill"]
+    assert info["format"] == "chat" and info["rows"] >= 1
+    from kinject.models import load_model
+
+    loaded = load_model(str(tiny_chat_model_dir))
+    world = build_world(BuiltinConfig(test_people=1, test_orgs=1, train_people=1, train_orgs=1), 0)
+    req = type("Req", (), {"cfg": cfg, "corpus": world, "source": loaded, "workdir": tmp_path})()
+    prompt = DistillPrompt(world.documents[0].id, "Who is it?", "question")
+    [asked], _ = _teacher_prompts(req, [prompt])
+    assert asked.templated and asked.teacher.startswith("<s>user: ")
+    assert asked.student == "<s>user: Who is it?</s>\n<s>assistant: "
+    assert world.documents[0].text + "\n\n---\n\nWho is it?" in asked.teacher
+
+
+def test_chat_format_with_continuation_prompts_is_refused():
+    world = build_world(BuiltinConfig(test_people=1, test_orgs=1, train_people=1, train_orgs=1), 0)
+    cfg = load_config(None, ["distill.queries=continuation", "distill.format=chat"])
+    with pytest.raises(UserError, match=r"distill\.format=chat .* continuation"):
+        check_distill(world, cfg)

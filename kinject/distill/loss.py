@@ -13,7 +13,8 @@ position whose label is a token to learn:
 
 With ``temperature`` T both sides of a KL are softmax(logits / T) (no T^2 factor). Each row's
 per-position loss is multiplied by its weight (``anchor.weight`` for ``+anchor``'s rows, 1 for the
-rest), and the loss is the mean over those positions.
+rest), and the loss is the mean over those positions; or, when any row of the batch asks for it
+(``distill.average=sequence``, prompt distillation's), the mean over rows of each row's own mean.
 """
 
 from __future__ import annotations
@@ -24,12 +25,15 @@ import torch
 def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_ids: torch.Tensor,
                       teacher_logprobs: torch.Tensor, distill_form: torch.Tensor,
                       distill_temperature: torch.Tensor | None = None,
-                      distill_weight: torch.Tensor | None = None) -> torch.Tensor:
+                      distill_weight: torch.Tensor | None = None,
+                      distill_sequence: torch.Tensor | None = None) -> torch.Tensor:
     """``logits`` (B, T, V) predict the next token; ``labels`` (B, T), -100 where no loss;
     ``teacher_ids`` / ``teacher_logprobs`` (B, T, k) at the label positions (id -1: no teacher);
     ``distill_form`` (B,): 0 ce, 1 forward_kl, 2 reverse_kl; ``distill_temperature`` (B,): the
     KL forms compare softmax(logits / T) with the teacher's top k at the same T (default 1);
-    ``distill_weight`` (B,): each row's per-position loss scaled by it (default 1).
+    ``distill_weight`` (B,): each row's per-position loss scaled by it (default 1);
+    ``distill_sequence`` (B,) bool: if any is set, each row (with a position to learn) is averaged
+    over its own positions first, then the rows are averaged (default: one mean over positions).
     Returns the mean loss (a scalar)."""
     logits = logits[:, :-1].float()
     t = torch.ones(len(logits), device=logits.device) if distill_temperature is None else distill_temperature
@@ -49,4 +53,8 @@ def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_ids: t
     per = torch.where(has_teacher & (form == 1), forward, torch.where(has_teacher & (form == 2), reverse, ce))
     if distill_weight is not None:
         per = per * distill_weight.to(per.device, torch.float32)[:, None]
-    return per[valid].mean()
+    if distill_sequence is None or not bool(distill_sequence.any()):
+        return per[valid].mean()
+    counts = valid.sum(-1)
+    rows = counts > 0
+    return (torch.where(valid, per, 0.0).sum(-1)[rows] / counts[rows]).mean()

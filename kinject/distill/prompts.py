@@ -10,6 +10,11 @@ teacher reads the document before it; the student sees the prompt alone.
 - ``generated``: questions the ``generate:`` LLM writes about the document, with the prompt,
   parser and checks of ``kinject questions`` (a question, an answer copied from the text, not the
   answer in the question); ``2 x per_document`` replies asked, the distinct passing questions kept.
+- ``trivia``: the ``generate:`` LLM asked, per request, for five trivia questions about the
+  document, each in ``<question>`` tags, that make sense without the text (prompt distillation's
+  question writer, which is the base model itself, sampled at 1.5 from its top 50 tokens; kinject
+  samples at ``generate.temperature`` / ``top_p``); ``ceil(2 x per_document / 5)`` replies asked,
+  the distinct questions (3 to 40 words, ending in "?") kept.
 - ``self-study``: requests the ``generate:`` LLM writes about the document when asked, in turn, for
   each of five kinds of request (a factual question, a summary, a structuring, a use, a creative
   angle), in the manner of Cartridges' self-study seed prompts (arXiv 2506.06266); the first line
@@ -22,7 +27,9 @@ Prompts are drawn per document in a fixed order (``distill.seed``), at most ``pe
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -82,6 +89,44 @@ def generated_prompts(corpus: Corpus, per_document: int, gen: GenerationConfig
     return out, {"generator": f"{gen.backend}:{gen.model}", "dropped": dropped, "cost": cost.to_dict()}
 
 
+TRIVIA_EXAMPLES = ("In which year did the Berlin Wall fall?", "Which planet is closest to the Sun?")
+TRIVIA_PROMPT = (
+    "Read the text below, then write five hard trivia questions that it answers. Each question must "
+    "make sense to someone who has not seen the text, and none may offer answer options. Put each "
+    "question in <question></question> tags and write nothing else, like this:\n"
+    + "".join(f"<question>{q}</question>\n" for q in TRIVIA_EXAMPLES) + "\nText: {text}")
+_TAGGED = re.compile(r"<question>(.*?)</question>", re.DOTALL)
+
+
+def trivia_questions(reply: str) -> list[str]:
+    """The questions in ``reply``'s ``<question>`` tags that are 3 to 40 words long, end in "?" and
+    are not one of the prompt's examples."""
+    found = (" ".join(q.split()) for q in _TAGGED.findall(reply))
+    return [q for q in found if 3 <= len(q.split()) <= 40 and q.endswith("?") and q not in TRIVIA_EXAMPLES]
+
+
+def trivia_prompts(corpus: Corpus, per_document: int, gen: GenerationConfig
+                   ) -> tuple[list[DistillPrompt], dict[str, Any]]:
+    """Distinct trivia questions the ``gen`` LLM writes about each document, five a reply asked
+    (``ceil(2 x per_document / 5)`` replies per document); and the counts and cost."""
+    cost = GenerationCost()
+    requests = [[{"role": "user", "content": TRIVIA_PROMPT.format(text=d.text)}] for d in corpus.documents]
+    sampled = cached_sample(make_generator(gen), requests, math.ceil(2 * per_document / 5),
+                            generation_cache(gen.cache), cost)
+    out, empty = [], 0
+    for doc, s in zip(corpus.documents, sampled):
+        seen: set[str] = set()
+        for reply in s.replies:
+            questions = trivia_questions(reply)
+            empty += not questions
+            for q in questions:
+                if q not in seen:
+                    seen.add(q)
+                    out.append(DistillPrompt(doc.id, q, "question"))
+    return out, {"generator": f"{gen.backend}:{gen.model}", "replies_without_questions": empty,
+                 "cost": cost.to_dict()}
+
+
 SELF_STUDY_SEEDS = (
     "Write one question that someone who has read the text below could answer from it alone.",
     "Write one request asking for a one-sentence summary of a specific part of the text below.",
@@ -124,6 +169,8 @@ def build_prompts(corpus: Corpus, cfg: DistillConfig, gen: GenerationConfig
         info["note"] = "templated from the built-in world's facts (demonstration wordings no probe uses)"
     elif cfg.queries == "continuation":
         pool = continuation_prompts(corpus)
+    elif cfg.queries == "trivia":
+        pool, info["generation"] = trivia_prompts(corpus, cfg.per_document, gen)
     elif cfg.queries == "self-study":
         pool, info["generation"] = self_study_prompts(corpus, cfg.per_document, gen)
     else:

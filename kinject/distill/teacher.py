@@ -2,8 +2,11 @@
 
 For each prompt the teacher text is ``context + "\\n" + prompt`` (the context as ``rag`` places
 passages: "Context: ..."; a question behind the corpus's few-shot header, as the evaluation asks)
-and the student text is the prompt alone. The teacher's answer is generated (greedy or sampled,
-at most ``distill.max_new_tokens``, kept up to and including the first newline or EOS); then one
+and the student text is the prompt alone; or, with ``distill.format=chat``, both are the model's
+chat template around a user turn (the context, a ``---`` line and the question for the teacher,
+the question alone for the student). The teacher's answer is generated (greedy or sampled,
+at most ``distill.max_new_tokens``, kept up to and including EOS and, in the ``qa`` format, the
+first newline); then one
 forward pass over teacher text + answer gives, at every answer token, the teacher's ``top_k``
 most likely next tokens and their log-probabilities. Student prompt ids + the same answer ids,
 with those distributions, make one :class:`~kinject.training.trainer.Distilled` row.
@@ -39,11 +42,13 @@ from kinject.training.trainer import Distilled, pad_left, pad_right
 class TeacherPrompt:
     """What the teacher reads (``teacher``) and what the student will see (``student``); with
     ``answer`` the teacher does not answer but scores that text after its prompt (``+anchor`` on a
-    given general text)."""
+    given general text). ``templated``: both texts come from the chat template, which writes the
+    model's special tokens itself (the tokenizer adds none)."""
 
     teacher: str
     student: str
     answer: str | None = None
+    templated: bool = False
 
 
 @dataclass
@@ -60,6 +65,8 @@ def _key(model_key: str, prompt: TeacherPrompt, cfg: DistillConfig, stop_at_newl
     sample = cfg.answer == "sample"
     settings = [cfg.answer, cfg.answer_temperature if sample else None, cfg.max_new_tokens, cfg.top_k,
                 cfg.seed if sample else None] + (["row_seeded"] if sample else [])
+    if sample and cfg.answer_top_k:
+        settings.append(f"answer_top_k={cfg.answer_top_k}")
     if prompt.answer is not None:
         settings = [cfg.max_new_tokens, cfg.top_k, "given", prompt.answer]
     elif not stop_at_newline:
@@ -77,18 +84,24 @@ def _cut(ids: list[int], stops: frozenset[int]) -> list[int]:
 
 
 class RowSampler(LogitsProcessor):
-    """Samples each row's next token at ``temperature`` from its own generator (seeded by
-    ``seeds[i]``) and leaves only that token, so that greedy decoding takes it: a row's sample
-    depends on its own seed, not on the other rows of its batch or on the global RNG."""
+    """Samples each row's next token at ``temperature`` (from its ``top_k`` most likely tokens when
+    ``top_k`` > 0) from its own generator (seeded by ``seeds[i]``) and leaves only that token, so
+    that greedy decoding takes it: a row's sample depends on its own seed, not on the other rows of
+    its batch or on the global RNG."""
 
-    def __init__(self, seeds: Sequence[int], temperature: float, device: torch.device) -> None:
+    def __init__(self, seeds: Sequence[int], temperature: float, device: torch.device, top_k: int = 0) -> None:
         self.temperature = temperature
+        self.top_k = top_k
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         """``scores``: (rows, vocab) next-token logits; returns the same shape, 0 at the drawn
         token and -inf elsewhere."""
-        probs = torch.softmax(scores.float() / self.temperature, dim=-1)
+        scores = scores.float()
+        if 0 < self.top_k < scores.shape[-1]:
+            kth = scores.topk(self.top_k, dim=-1).values[:, -1:]
+            scores = scores.masked_fill(scores < kth, float("-inf"))
+        probs = torch.softmax(scores / self.temperature, dim=-1)
         drawn = torch.stack([torch.multinomial(probs[i], 1, generator=g) for i, g in enumerate(self.generators)])
         return torch.full_like(scores, float("-inf")).scatter_(1, drawn, 0.0)
 
@@ -102,7 +115,7 @@ def _answers(model, tokenizer, prompts: list[list[int]], cfg: DistillConfig, see
     pad = tokenizer.pad_token_id
     ids, mask = pad_left(prompts, pad)
     ids, mask, width = ids.to(device), mask.to(device), ids.shape[1]
-    sampler = [RowSampler(seeds, cfg.answer_temperature, device)] if cfg.answer == "sample" else []
+    sampler = [RowSampler(seeds, cfg.answer_temperature, device, cfg.answer_top_k)] if cfg.answer == "sample" else []
     out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=cfg.max_new_tokens, do_sample=False,
                          temperature=None, top_p=None, top_k=None, logits_processor=LogitsProcessorList(sampler),
                          pad_token_id=pad)
@@ -141,7 +154,7 @@ def _targets(model, tokenizer, prompts: Sequence[TeacherPrompt], keys: list[str]
             batch = missing[lo: lo + cfg.batch_size]
             start = time.perf_counter()
             asked = [prompts[index[k]] for k in batch]
-            t_ids = [tokenizer(p.teacher, add_special_tokens=True).input_ids for p in asked]
+            t_ids = [tokenizer(p.teacher, add_special_tokens=not p.templated).input_ids for p in asked]
             answers = [[] if p.answer is None else
                        tokenizer(p.answer, add_special_tokens=False).input_ids[: cfg.max_new_tokens] for p in asked]
             ask = [i for i, p in enumerate(asked) if p.answer is None]
@@ -181,9 +194,9 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
     for p, k in zip(prompts, keys):
         t = found[k]
         if t["answer_ids"]:
-            student = tokenizer(p.student, add_special_tokens=True).input_ids
+            student = tokenizer(p.student, add_special_tokens=not p.templated).input_ids
             result.rows.append(Distilled(tuple(student), tuple(t["answer_ids"]),
                                          tuple(tuple(r) for r in t["top_ids"]),
                                          tuple(tuple(r) for r in t["top_logprobs"]), cfg.loss,
-                                         cfg.kl_temperature, weight))
+                                         cfg.kl_temperature, weight, cfg.average))
     return result

@@ -23,7 +23,7 @@ from kinject.evaluation.runner import qa_header, qa_prompt
 from kinject.methods.finetune import document_texts, finetune
 from kinject.methods.registry import Injected, InjectRequest, register_method
 from kinject.models import cache_dir
-from kinject.retrieval.retriever import check_retrieval_config, format_context, format_passages, open_retriever
+from kinject.retrieval.retriever import check_retrieval_config, format_context, open_retriever
 
 
 def check_distill(corpus: Corpus, cfg: RunConfig) -> None:
@@ -35,28 +35,46 @@ def check_distill(corpus: Corpus, cfg: RunConfig) -> None:
                         "continuation")
     if cfg.distill.context == "retrieved":
         check_retrieval_config(cfg.retrieval)
+    if cfg.distill.format == "chat" and cfg.distill.queries == "continuation":
+        raise UserError("distill.format=chat asks questions in the model's chat template, and continuation prompts "
+                        "are bare text: use distill.format=qa, or another distill.queries")
     if cfg.train.packing:
         raise UserError("train.packing: distill's rows carry the teacher's distributions per token of a padded "
                         "batch; set train.packing=false")
 
 
-def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[list[TeacherPrompt], float]:
-    """Each prompt as the teacher reads it (its context first) and as the student sees it; and the
-    seconds spent indexing (``distill.context=retrieved``)."""
-    corpus, cfg = req.corpus, req.cfg
-    header = qa_header(corpus.instruction, corpus.fewshot)
-    seconds = 0.0
+def _contexts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[list[list[str]], float]:
+    """What the teacher reads before each prompt (texts, in the order placed) and the seconds spent
+    indexing (``distill.context=retrieved``: the prompt's passages, best last, as ``rag`` places them)."""
+    cfg = req.cfg
     if cfg.distill.context == "document":
-        texts = {d.id: d.text for d in corpus.documents}
-        contexts = [format_context([texts[p.doc_id]]) for p in prompts]
-    else:
-        retriever, seconds = open_retriever(corpus.documents, cfg.retrieval, req.workdir / "index")
-        hits = retriever.search([p.text for p in prompts], cfg.retrieval.k, cfg.retrieval.batch_size)
-        contexts = [format_passages(h) for h in hits]
+        texts = {d.id: d.text for d in req.corpus.documents}
+        return [[texts[p.doc_id]] for p in prompts], 0.0
+    retriever, seconds = open_retriever(req.corpus.documents, cfg.retrieval, req.workdir / "index")
+    hits = retriever.search([p.text for p in prompts], cfg.retrieval.k, cfg.retrieval.batch_size)
+    return [[h.chunk.text for h in reversed(found)] for found in hits], seconds
+
+
+def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[list[TeacherPrompt], float]:
+    """Each prompt as the teacher reads it (its context first) and as the student sees it
+    (``distill.format``); and the seconds spent indexing."""
+    contexts, seconds = _contexts(req, prompts)
+    if req.cfg.distill.format == "chat":
+        tokenizer = req.source.tokenizer
+        if not tokenizer.chat_template:
+            raise UserError(f"distill.format=chat: model {req.cfg.model!r} has no chat template; use distill.format=qa")
+
+        def chat(text: str) -> str:
+            return tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                                 add_generation_prompt=True)
+
+        return [TeacherPrompt(chat("\n\n".join(c) + "\n\n---\n\n" + p.text), chat(p.text), templated=True)
+                for p, c in zip(prompts, contexts)], seconds
+    header = qa_header(req.corpus.instruction, req.corpus.fewshot)
     out = []
     for p, context in zip(prompts, contexts):  # as the evaluation places a context: after the header
         head, asked = (header, qa_prompt(p.text)) if p.kind == "question" else ("", p.text)
-        out.append(TeacherPrompt(head + context + "\n" + asked, head + asked))
+        out.append(TeacherPrompt(head + format_context(context) + "\n" + asked, head + asked))
     return out, seconds
 
 
@@ -71,13 +89,15 @@ def distill(req: InjectRequest) -> Injected:
     asked, index_seconds = _teacher_prompts(req, prompts)
     targets = teacher_targets(req.source.model, req.source.tokenizer, asked, cfg,
                               directory_fingerprint(req.source.path),
-                              cache_dir() / "distill" if cfg.cache else None, req.cfg.train.progress)
+                              cache_dir() / "distill" if cfg.cache else None, req.cfg.train.progress,
+                              stop_at_newline=cfg.format == "qa")
     if not targets.rows:
         raise UserError("distill: the teacher answered no prompt (every answer empty)")
     texts = [*document_texts(req.corpus), *targets.rows] if cfg.documents else list(targets.rows)
     injected = finetune(req, texts, epochs=cfg.epochs,
                         distill={**info, "rows": len(targets.rows), "documents": cfg.documents, "loss": cfg.loss,
-                                 "answer": cfg.answer, "context": cfg.context, "teacher": targets.cost.to_dict()})
+                                 "answer": cfg.answer, "context": cfg.context, "format": cfg.format,
+                                 "teacher": targets.cost.to_dict()})
     injected.index_seconds = index_seconds
     injected.teacher_tokens += targets.cost.prompt_tokens + targets.cost.completion_tokens
     injected.teacher_seconds += targets.cost.seconds

@@ -2,11 +2,13 @@
 # Issue 22 on development worlds 1000-1001: context distillation's design, chosen here before any
 # test seed. Against the baselines ft, ft-para, ft-para+qa, rag and oracle (runs/dev-plain, shared
 # with the retention queue), with both retention measures:
-#   1. the prompt source (distill.queries): templated, continuation, generated, self-study
-#      (generated and self-study are written by the embedded 135M model, generate: defaults);
+#   1. the prompt source (distill.queries): templated, continuation, generated, trivia, self-study
+#      (generated, trivia and self-study are written by the embedded 135M model, generate: defaults);
 #   2. for the best source, the loss (forward_kl, ce) and the KL temperature (1, 2);
 #   3. the documents' own next-token loss on or off (distill.documents);
-#   4. sampled answers, and the paper's reported form (sampled, KL temperature 2, LoRA, no documents).
+#   4. sampled answers, and a LoRA form (sampled, KL temperature 2, LoRA, no documents);
+#   5. prompt distillation as its official code runs it (docs/methods.md, "Where kinject chooses"),
+#      with max_new_tokens 256 instead of 1,024, and the same at kinject's learning rate.
 # Read them together with
 #   kinject compare runs/dev-plain runs/distill-dev/* --pair distill,ft-para+qa --markdown
 # Finished cells are skipped, so it resumes. About 5 minutes a distill cell on 2 cores.
@@ -15,16 +17,26 @@ kinject=.venv/bin/kinject
 out=runs/distill-dev
 common=("seeds=[1000,1001]" "eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]")
 $kinject bench --out runs/dev-plain --methods base,ft,ft-para,ft-para+qa,rag,oracle "${common[@]}"
-for source in templated continuation generated self-study; do
+for source in templated continuation generated trivia self-study; do
   $kinject bench --out $out/queries-$source --methods distill "${common[@]}" distill.queries=$source
 done
 source=${BEST_SOURCE:-templated}  # set after step 1
 $kinject bench --out $out/$source-ce --methods distill "${common[@]}" distill.queries=$source distill.loss=ce
 $kinject bench --out $out/$source-t2 --methods distill "${common[@]}" distill.queries=$source distill.kl_temperature=2
 $kinject bench --out $out/$source-nodocs --methods distill "${common[@]}" distill.queries=$source distill.documents=false
-# Prompt distillation's reported form, as far as it could be checked (the official code was not
-# reachable from here; methods.md says which values come from the paper's text): sampled answers at
-# 1.5, KL temperature 2, a LoRA student, no next-token loss on the documents.
+# A LoRA form: sampled answers at 1.5, KL temperature 2, a LoRA student (kinject's r 16), no
+# next-token loss on the documents.
 $kinject bench --out $out/$source-sample --methods distill "${common[@]}" distill.queries=$source distill.answer=sample
 $kinject bench --out $out/$source-pd --methods distill "${common[@]}" distill.queries=$source distill.answer=sample \
   distill.kl_temperature=2 distill.documents=false train.mode=lora
+# Prompt distillation as the official code (initial commit 2b72919) runs it: the base model writes
+# trivia questions at 1.5, the chat form, one answer sampled at 1.5 from the top 50 tokens, forward
+# KL at temperature 2 averaged per sequence, no documents, LoRA r 1024 / alpha 2048 with the LM
+# head, AdamW 1e-5, weight decay .1, batch 4, 10 epochs, 10% linear warm-up then linear decay.
+official=(distill.queries=trivia generate.temperature=1.5 distill.format=chat distill.answer=sample
+          distill.answer_top_k=50 distill.max_new_tokens=256 distill.kl_temperature=2 distill.average=sequence
+          distill.documents=false distill.epochs=10 train.mode=lora train.lora_r=1024 train.lora_alpha=2048
+          "train.lora_targets=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj,lm_head]"
+          train.weight_decay=0.1 train.batch_size=4 train.scheduler=linear train.warmup=0.1)
+$kinject bench --out $out/official --methods distill "${common[@]}" "${official[@]}" train.lr=1e-5
+$kinject bench --out $out/official-lr3e-4 --methods distill "${common[@]}" "${official[@]}" train.lr=3e-4
