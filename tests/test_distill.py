@@ -208,6 +208,8 @@ def test_trivia_questions_are_read_from_their_tags_and_the_examples_dropped():
     reply = ("<question>Who founded  Acme Corp\nin 1990?</question> <question>Which planet is closest to the "
              "Sun?</question><question>Why?</question><question>Name the city</question>")
     assert trivia_questions(reply) == ["Who founded Acme Corp in 1990?"]
+    untagged = "1. Which planet is closest to the Sun?\n2. Which company is based in Vrekir?\nA: Who runs it?\nNo."
+    assert trivia_questions(untagged) == ["Which company is based in Vrekir?", "Who runs it?"]
     assert "{text}" in TRIVIA_PROMPT and all(q in TRIVIA_PROMPT for q in TRIVIA_EXAMPLES)
 
 

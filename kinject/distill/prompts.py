@@ -14,7 +14,8 @@ teacher reads the document before it; the student sees the prompt alone.
   document, each in ``<question>`` tags, that make sense without the text (prompt distillation's
   question writer, which is the base model itself, sampled at 1.5 from its top 50 tokens; kinject
   samples at ``generate.temperature`` / ``top_p``); ``ceil(2 x per_document / 5)`` replies asked,
-  the distinct questions (3 to 40 words, ending in "?") kept.
+  the distinct questions (3 to 40 words, ending in "?"; from the tags, or from the reply's lines
+  when it has none) kept.
 - ``self-study``: requests the ``generate:`` LLM writes about the document when asked, in turn, for
   each of five kinds of request (a factual question, a summary, a structuring, a use, a creative
   angle), in the manner of Cartridges' self-study seed prompts (arXiv 2506.06266); the first line
@@ -98,10 +99,15 @@ TRIVIA_PROMPT = (
 _TAGGED = re.compile(r"<question>(.*?)</question>", re.DOTALL)
 
 
+_LIST_MARK = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)]|[A-Za-z]:)\s*")
+
+
 def trivia_questions(reply: str) -> list[str]:
-    """The questions in ``reply``'s ``<question>`` tags that are 3 to 40 words long, end in "?" and
-    are not one of the prompt's examples."""
-    found = (" ".join(q.split()) for q in _TAGGED.findall(reply))
+    """The questions in ``reply``'s ``<question>`` tags or, in a reply without tags (a small model
+    often drops them), its lines with any list mark ("1.", "-", "A:") taken off; those 3 to 40
+    words long, ending in "?", and not one of the prompt's examples."""
+    found = _TAGGED.findall(reply) or [_LIST_MARK.sub("", line) for line in reply.splitlines()]
+    found = [" ".join(q.split()) for q in found]
     return [q for q in found if 3 <= len(q.split()) <= 40 and q.endswith("?") and q not in TRIVIA_EXAMPLES]
 
 
