@@ -237,3 +237,12 @@ def test_chat_format_with_continuation_prompts_is_refused():
     cfg = load_config(None, ["distill.queries=continuation", "distill.format=chat"])
     with pytest.raises(UserError, match=r"distill\.format=chat .* continuation"):
         check_distill(world, cfg)
+
+
+def test_the_cost_of_written_prompts_counts_as_generation():
+    from kinject.methods.finetune import generation_cost
+
+    written = {"requests": 3, "cached": 0, "prompt_tokens": 500, "completion_tokens": 200, "seconds": 4.5}
+    cost = generation_cost({"distill": {"queries": "trivia", "generation": {"cost": written}}})
+    assert (cost.prompt_tokens, cost.completion_tokens, cost.seconds) == (500, 200, 4.5)
+    assert generation_cost({"distill": {"queries": "templated"}}).completion_tokens == 0

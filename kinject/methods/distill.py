@@ -99,9 +99,6 @@ def distill(req: InjectRequest) -> Injected:
                                  "answer": cfg.answer, "context": cfg.context, "format": cfg.format,
                                  "teacher": targets.cost.to_dict()})
     injected.index_seconds = index_seconds
-    if written := info.get("generation"):  # the prompts the generate: LLM wrote (generated, trivia, self-study)
-        injected.generation_tokens += written["cost"]["prompt_tokens"] + written["cost"]["completion_tokens"]
-        injected.generation_seconds += written["cost"]["seconds"]
     injected.teacher_tokens += targets.cost.prompt_tokens + targets.cost.completion_tokens
     injected.teacher_seconds += targets.cost.seconds
     return injected

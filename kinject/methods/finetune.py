@@ -94,13 +94,13 @@ def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = 
 
 def generation_cost(info: dict[str, Any]) -> GenerationCost:
     """What generating the training data recorded in ``info`` cost: generated paraphrases
-    (``paraphrase_source.cost``) and self-samples (``self_samples.cost``); gold or file data cost
+    (``paraphrase_source.cost``), self-samples (``self_samples.cost``) and the prompts distill's
+    ``generate:`` LLM wrote (``distill.generation.cost``); gold, file or templated data cost
     nothing here."""
     total = GenerationCost()
-    for part in ("paraphrase_source", "self_samples"):
-        cost = info.get(part, {}).get("cost")
-        if cost is not None:
-            total.add(GenerationCost(**cost))
+    for part in (info.get("paraphrase_source"), info.get("self_samples"), info.get("distill", {}).get("generation")):
+        if part and part.get("cost") is not None:
+            total.add(GenerationCost(**part["cost"]))
     return total
 
 
