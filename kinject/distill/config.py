@@ -29,7 +29,7 @@ class DistillConfig:
       "Question: ...\nAnswer:", the answer cut after its first newline) or ``chat`` (prompt
       distillation's: the model's chat template, the teacher's user turn the context, a ``---``
       line and the question, the student's the question alone, the answer running to the end
-      of the assistant's turn); continuation prompts are asked bare in either;
+      of the assistant's turn); continuation prompts are asked bare, in ``qa`` only;
     - ``context``: what the teacher reads before each prompt: ``document`` (the whole document)
       or ``retrieved`` (its top ``retrieval.k`` passages for the prompt, as ``rag`` places them);
     - ``answer``: the teacher's answer, ``greedy`` or sampled (``sample``, at ``answer_temperature``;

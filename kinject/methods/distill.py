@@ -23,7 +23,7 @@ from kinject.evaluation.runner import qa_header, qa_prompt
 from kinject.methods.finetune import document_texts, finetune
 from kinject.methods.registry import Injected, InjectRequest, register_method
 from kinject.models import cache_dir
-from kinject.retrieval.retriever import check_retrieval_config, format_context, open_retriever
+from kinject.retrieval.retriever import check_retrieval_config, format_context, open_retriever, placed_texts
 
 
 def check_distill(corpus: Corpus, cfg: RunConfig) -> None:
@@ -52,7 +52,7 @@ def _contexts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[list[li
         return [[texts[p.doc_id]] for p in prompts], 0.0
     retriever, seconds = open_retriever(req.corpus.documents, cfg.retrieval, req.workdir / "index")
     hits = retriever.search([p.text for p in prompts], cfg.retrieval.k, cfg.retrieval.batch_size)
-    return [[h.chunk.text for h in reversed(found)] for found in hits], seconds
+    return [placed_texts(found) for found in hits], seconds
 
 
 def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[list[TeacherPrompt], float]:

@@ -265,13 +265,18 @@ def format_context(texts: Sequence[str]) -> str:
     return "Context: " + " ".join(texts)
 
 
-def format_passages(hits: Sequence[Hit]) -> str:
-    """The passages as placed before a question: "Context: " and the passages, best last.
+def placed_texts(hits: Sequence[Hit]) -> list[str]:
+    """The passages' texts in the order they are placed before a question: best last.
 
     Chosen on a development world (seed 1000, k=3, QA accuracy): best last .552, best first .500,
     one passage per line without the label .469.
     """
-    return format_context([h.chunk.text for h in reversed(hits)])
+    return [h.chunk.text for h in reversed(hits)]
+
+
+def format_passages(hits: Sequence[Hit]) -> str:
+    """The passages as placed before a question: "Context: " and :func:`placed_texts`."""
+    return format_context(placed_texts(hits))
 
 
 def describe(cfg: RetrievalConfig, retriever: Retriever) -> dict[str, Any]:
