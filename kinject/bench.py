@@ -30,12 +30,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from kinject.artifacts import check_writable, remove_stale_temporaries, staged_directory
 from kinject.checks import check_section
 from kinject.claims import held, try_claim
-from kinject.config import RunConfig, dump_config, load_config, read_config_file
+from kinject.config import RunConfig, dump_config, load_config, read_config_file, same_config, saved_config
 from kinject.data.builtin.general import general_mcq_probes, general_qa_probes
 from kinject.data.builtin.retention import retention_probes
 from kinject.data.jsonl import atomic_write_text, read_json, write_json, write_jsonl
@@ -63,25 +61,6 @@ from kinject.stream import join_updates, split_updates, stream_summary
 from kinject.training.trainer import check_sharded_launch, training_arguments
 
 
-def _identity(config: Any, top: bool = True) -> Any:
-    """A loaded config.yaml as a run's identity: the display settings (``progress`` anywhere, the
-    ``report`` section) left out."""
-    if isinstance(config, dict):
-        return {k: _identity(v, False) for k, v in config.items() if k != "progress" and not (top and k == "report")}
-    return config
-
-
-def _saved_config(path: Path) -> dict[str, Any] | None:
-    """A run's config.yaml with the keys kinject gained since it was written at their defaults
-    (a new key's default keeps the old behaviour), or None if it no longer loads (a key since
-    removed): then it is another config."""
-    read_config_file(path)  # a damaged file is named as such
-    try:
-        return yaml.safe_load(dump_config(load_config(path)))
-    except UserError:
-        return None
-
-
 def _started(out: Path) -> bool:
     """Whether a run directory holds work: a finished cell, or a unit some worker claimed."""
     return any((out / d).is_dir() and any(not p.name.startswith(".") for p in (out / d).iterdir())
@@ -97,7 +76,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     cfg_file = out / "config.yaml"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
-    same = cfg_file.is_file() and _identity(_saved_config(cfg_file)) == _identity(yaml.safe_load(text))
+    same = cfg_file.is_file() and same_config(saved_config(read_config_file(cfg_file)), cfg)
     if cfg_file.is_file():
         if not same and _started(out):
             raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
@@ -447,7 +426,6 @@ def merge_run(out: Path) -> dict[str, Any] | None:
     """results.json of a run directory written again from its cells (what several workers left),
     when they are all there and results.json lacks any of them; None when it is up to date or
     ``out`` holds no bench run. Missing cells are a UserError naming them."""
-    from kinject.config import load_config
 
     if not (out / "config.yaml").is_file() or not (out / "cells").is_dir():
         return None

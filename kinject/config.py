@@ -251,5 +251,32 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+def saved_config(mapping: dict[str, Any]) -> RunConfig | None:
+    """A config a run directory recorded, with the keys kinject gained since it was written at
+    their defaults (a new key's default keeps the old behaviour), or None if it no longer loads (a
+    key since removed): then it is another config."""
+    cfg = RunConfig()
+    try:
+        apply_mapping(cfg, mapping)
+        check_section(cfg, "")
+    except UserError:
+        return None
+    return cfg
+
+
+def _identity(config: Any, top: bool = True) -> Any:
+    """A config mapping as a run's identity: the display settings (``progress`` anywhere, the
+    ``report`` section) left out."""
+    if isinstance(config, dict):
+        return {k: _identity(v, False) for k, v in config.items() if k != "progress" and not (top and k == "report")}
+    return config
+
+
+def same_config(saved: RunConfig | None, cfg: RunConfig) -> bool:
+    """Whether a recorded config (``saved_config``'s reading) is ``cfg`` for resuming: equal but
+    for the display settings."""
+    return saved is not None and _identity(saved.to_dict()) == _identity(cfg.to_dict())
+
+
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -26,8 +26,8 @@ from typing import Any
 
 import yaml
 
-from kinject.config import RunConfig, apply_mapping, parse_override
-from kinject.data.jsonl import atomic_write_text, read_text, write_json
+from kinject.config import RunConfig, apply_mapping, parse_override, read_config_file, same_config, saved_config
+from kinject.data.jsonl import atomic_write_text, write_json
 from kinject.errors import UserError
 from kinject.hardware import is_main_process
 from kinject.report.files import write_sweep_reports
@@ -100,19 +100,22 @@ def point_dir(axes: list[SweepAxis], i: int) -> str:
 
 def prepare_sweep_dir(out: Path, cfg: RunConfig, axes: list[SweepAxis]) -> None:
     """Create ``out`` or check it holds this very sweep (resume); refuse anything else."""
-    text = yaml.safe_dump({"sweep": {a.key: a.raw for a in axes}, "config": cfg.to_dict()}, sort_keys=False)
+    sweep = {a.key: a.raw for a in axes}
     marker = out / "sweep.yaml"
     if out.exists():
         if not out.is_dir():
             raise UserError(f"--out {out}: exists and is not a directory")
         if marker.is_file():
-            if read_text(marker) != text:
+            saved = read_config_file(marker)
+            config = saved.get("config")
+            same = isinstance(config, dict) and same_config(saved_config(config), cfg)
+            if saved.get("sweep") != sweep or not same:
                 raise UserError(f"--out {out}: holds a different sweep or config; choose another directory")
             return
         if any(out.iterdir()):
             raise UserError(f"--out {out}: exists, is not empty and is not a kinject sweep; choose another directory")
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(marker, text)
+    atomic_write_text(marker, yaml.safe_dump({"sweep": sweep, "config": cfg.to_dict()}, sort_keys=False))
 
 
 def point_configs(cfg: RunConfig, axes: list[SweepAxis]) -> list[RunConfig]:

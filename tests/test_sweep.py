@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import yaml
 
 from kinject.cli import main
 from kinject.config import load_config
@@ -81,6 +82,27 @@ def test_sweep_writes_summary_and_plot_and_resumes(tmp_path):
     with pytest.raises(UserError, match="not a kinject sweep"):
         run_sweep(cfg, parse_sweep(["para.k=0"]), other, run, log=lambda m: None)
     assert (other / "mine.txt").read_text() == "keep"
+
+
+def test_sweep_written_before_a_key_existed_resumes_and_a_changed_setting_is_refused(tmp_path):
+    out = tmp_path / "sweep"
+    cfg = load_config()
+    run_sweep(cfg, parse_sweep(["para.k=0,2"]), out, lambda p, d: _fake_results(p.para.k), log=lambda m: None)
+    marker = yaml.safe_load((out / "sweep.yaml").read_text())
+    del marker["config"]["distill"]["average"]  # as kinject wrote it before distill.average existed
+    marker["config"]["eval"]["progress"] = not cfg.eval.progress  # a display setting is no part of the identity
+    (out / "sweep.yaml").write_text(yaml.safe_dump(marker, sort_keys=False))
+    seen = []
+    run_sweep(cfg, parse_sweep(["para.k=0,2"]), out, lambda p, d: seen.append(d.name) or _fake_results(p.para.k),
+              log=lambda m: None)
+    assert seen == ["0_para.k=0", "1_para.k=2"]
+    with pytest.raises(UserError, match="different sweep or config"):
+        run_sweep(load_config(overrides=["train.lr=1e-5"]), parse_sweep(["para.k=0,2"]), out, lambda p, d: {},
+                  log=lambda m: None)
+    marker["config"]["removed_since"] = 1  # a key kinject no longer has: another config
+    (out / "sweep.yaml").write_text(yaml.safe_dump(marker, sort_keys=False))
+    with pytest.raises(UserError, match="different sweep or config"):
+        run_sweep(cfg, parse_sweep(["para.k=0,2"]), out, lambda p, d: {}, log=lambda m: None)
 
 
 def test_cli_sweep_runs_the_real_suite_per_value(tiny_model_dir, tmp_path, capsys):
