@@ -178,6 +178,30 @@ def test_generated_and_self_study_prompts_come_from_the_generator(tiny_chat_mode
     assert kinds == set(SELF_STUDY_SEEDS)
 
 
+def test_trivia_prompts_ask_for_enough_replies_and_keep_each_documents_distinct_questions(tiny_chat_model_dir):
+    from kinject.distill.prompts import TRIVIA_PROMPT, trivia_prompts
+    from kinject.generation.generators import LocalGenerator, Sampled
+
+    world = build_world(BuiltinConfig(test_people=1, test_orgs=1, train_people=1, train_orgs=1), 4)
+    asked = []
+
+    def fake(self, requests, n):
+        asked.append((requests, n))
+        tagged = "<question>Who founded the firm in 1990?</question>\n<question>Where is it based?</question>"
+        return [Sampled([tagged, "no questions here", tagged][:n], 1, 1) for _ in requests]
+
+    gen = GenerationConfig(model=str(tiny_chat_model_dir), cache=False)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(LocalGenerator, "sample", fake)
+        prompts, info = trivia_prompts(world, 7, gen)  # 14 questions wanted: 3 replies of five
+    [(requests, n)] = asked
+    assert n == 3 and len(requests) == len(world.documents)
+    assert requests[0][0]["content"] == TRIVIA_PROMPT.format(text=world.documents[0].text)
+    assert [p.text for p in prompts if p.doc_id == world.documents[0].id] == [
+        "Who founded the firm in 1990?", "Where is it based?"]  # the repeated reply adds nothing
+    assert len(prompts) == 2 * len(world.documents) and info["replies_without_questions"] == len(world.documents)
+
+
 def test_sequence_average_weighs_each_row_alike_whatever_its_length():
     logits = torch.randn(2, 4, 5)
     labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, -100, 4]])  # 3 positions and 1
