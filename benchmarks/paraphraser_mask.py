@@ -1,14 +1,17 @@
 """Which tokens a latent paraphraser's learned mask perturbs: answer, entity (subject) and other.
 
-    .venv/bin/python benchmarks/paraphraser_mask.py [--world 1001] [--paraphraser auto DIR ...]
+    .venv/bin/python benchmarks/paraphraser_mask.py [--world 1001] [--paraphraser auto DIR ...] [key=value ...]
 
-For each paraphraser (``auto``: the one shipped for the default model), on the built-in world
-``--world`` (choose one the paraphrasers were not trained on): the expected share of tokens the
-learned mask perturbs, per kind and per perturbed layer, with the embedded default model and the
+For each paraphraser (``auto``: the one shipped for the default model), on the corpus the config
+names (by default the built-in world ``--world``: choose one the paraphrasers were not trained on;
+``key=value`` overrides as on the CLI, e.g. ``data.source=lapael-squad
+data.path=../shared/data/lapael-squad data.split=test data.limit=200``): the expected share of
+tokens the learned mask perturbs, per kind and per perturbed layer, with the config's model and the
 paraphraser attached as at injection (:func:`kinject.lapael.mask_rates.perturb_rates`), on
 
-- the world's injected documents (what ``lapael`` trains on: every fact's answer and subject marked);
-- its train split's sentences, whole (what ``train-paraphraser builtin`` trains on).
+- the corpus's injected documents (what ``lapael`` trains on: every fact's answer and subject marked);
+- its train split's sentences, whole (what ``train-paraphraser`` trains on; SQuAD's train split
+  when the corpus is SQuAD's test split).
 
 A mask that does what LaPael intends perturbs answer and entity tokens clearly less often than
 other tokens. Prints one row per paraphraser, text set and kind.
@@ -17,22 +20,26 @@ other tokens. Prints one row per paraphraser, text set and kind.
 from __future__ import annotations
 
 import argparse
+import sys
 
-from kinject.config import RunConfig
+from kinject.config import load_config
 from kinject.data.loaders import load_corpus
 from kinject.hardware import place
 from kinject.lapael.mask_rates import perturb_rates
 from kinject.lapael.paraphraser import load_paraphraser, resolve_paraphraser
 from kinject.lapael.targets import TOKEN_KINDS, fact_entities, token_kinds, tokenize_sentence
-from kinject.models import DEFAULT_MODEL, load_model
+from kinject.models import load_model
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--world", type=int, default=1001, help="seed of the built-in world measured on")
     ap.add_argument("--paraphraser", nargs="+", default=["auto"])
-    args = ap.parse_args()
-    cfg = RunConfig()
+    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as on the CLI")
+    argv = sys.argv[1:]
+    overrides = [a for a in argv if "=" in a and not a.startswith("-")]
+    args = ap.parse_args([a for a in argv if a not in overrides])
+    cfg = load_config(None, overrides)
     corpus = load_corpus(cfg.data, args.world)
     loaded = load_model(cfg.model, cfg.model_dtype)
     tok = loaded.tokenizer
@@ -44,11 +51,11 @@ def main() -> None:
                  for d in corpus.documents]
     sentences = [(t.ids, t.kinds) for f in corpus.train_facts
                  if (t := tokenize_sentence(tok, f.text, f.answer, fact_entities(f))) is not None]
-    print(f"built-in world {args.world}: {len(documents)} documents, {len(sentences)} train sentences; "
+    print(f"{corpus.name} (seed {args.world}): {len(documents)} documents, {len(sentences)} train sentences; "
           f"model {cfg.model} ({loaded.model.dtype}); share of tokens perturbed (mean of sigmoid(mask logit))")
     print(f"{'paraphraser':40s} {'texts':10s} {'kind':7s} {'tokens':>7s} {'mean':>6s}  by layer")
     for spec in args.paraphraser:
-        path = resolve_paraphraser(spec, DEFAULT_MODEL)
+        path = resolve_paraphraser(spec, cfg.model)
         para = load_paraphraser(path)
         para.check_fits_model(loaded.model, str(path))
         place(para)
