@@ -51,7 +51,8 @@ def main() -> None:
                  for d in corpus.documents]
     sentences = [(t.ids, t.kinds) for f in corpus.train_facts
                  if (t := tokenize_sentence(tok, f.text, f.answer, fact_entities(f))) is not None]
-    print(f"{corpus.name} (seed {args.world}): {len(documents)} documents, {len(sentences)} train sentences; "
+    where = f"{corpus.name} (seed {args.world})" if cfg.data.source == "builtin" else corpus.name
+    print(f"{where}: {len(documents)} documents, {len(sentences)} train sentences; "
           f"model {cfg.model} ({loaded.model.dtype}); share of tokens perturbed (mean of sigmoid(mask logit))")
     print(f"{'paraphraser':40s} {'texts':10s} {'kind':7s} {'tokens':>7s} {'mean':>6s}  by layer")
     for spec in args.paraphraser:
@@ -62,9 +63,14 @@ def main() -> None:
         for name, rows in (("documents", documents), ("sentences", sentences)):
             rates = perturb_rates(loaded.model, tok.pad_token_id, para, rows)
             for kind in TOKEN_KINDS:
-                layers = " ".join(f"{rates['by_layer'][i][kind]:.2f}" for i in para.layers)
+                layers = " ".join(_rate(rates["by_layer"][i][kind]) for i in para.layers)
                 print(f"{str(path)[-40:]:40s} {name:10s} {kind:7s} {rates['tokens'][kind]:7d} "
-                      f"{rates['mean'][kind]:6.2f}  {layers}")
+                      f"{_rate(rates['mean'][kind]):>6s}  {layers}")
+
+
+def _rate(value: float | None) -> str:
+    """A share as two decimals, or '-' for a kind with no tokens in the texts."""
+    return "-" if value is None else f"{value:.2f}"
 
 
 if __name__ == "__main__":
