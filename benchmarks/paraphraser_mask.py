@@ -32,10 +32,12 @@ from kinject.models import load_model
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                 epilog="key=value words anywhere are config overrides, as on the CLI "
+                                        "(taken out before the options are parsed, so --paraphraser "
+                                        "cannot swallow them)")
     ap.add_argument("--world", type=int, default=1001, help="seed of the built-in world measured on")
     ap.add_argument("--paraphraser", nargs="+", default=["auto"])
-    ap.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, as on the CLI")
     argv = sys.argv[1:]
     overrides = [a for a in argv if "=" in a and not a.startswith("-")]
     args = ap.parse_args([a for a in argv if a not in overrides])
