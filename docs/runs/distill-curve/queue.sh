@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Issue 22's curve on development worlds 1000-1001: accuracy against the number of distilled
+# prompts per document (distill.per_document 1, 2, 4, 8, 16) at distill's fixed 3 passes, so more
+# prompts are more steps (as the paraphrase curve's runs/para-curve-2pass); and beside it ft-para
+# with 4 generated paraphrases a document, whose generation cost is the teacher cost's yardstick
+# (both cells record generation or teacher tokens and seconds on the same machine).
+#   SOURCE=<source> bash docs/runs/distill-curve/queue.sh
+# SOURCE: the query source chosen on the development worlds (docs/runs/distill-dev, step 1).
+set -euo pipefail
+kinject=.venv/bin/kinject
+source=${SOURCE:?set SOURCE to the query source chosen on the development worlds}
+common=("seeds=[1000,1001]" "eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]")
+$kinject bench --out runs/distill-curve/$source --methods distill --sweep distill.per_document=1,2,4,8,16 \
+  "${common[@]}" distill.queries=$source
+$kinject bench --out runs/distill-curve/ft-para-generated --methods ft-para "${common[@]}" para.source=generate
