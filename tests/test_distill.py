@@ -21,10 +21,10 @@ from kinject.distill.prompts import (
     templated_prompts,
     trivia_questions,
 )
-from kinject.distill.teacher import RowSampler, TeacherPrompt, teacher_targets
+from kinject.distill.teacher import RowSampler, TeacherPrompt, TeacherTargets, teacher_targets
 from kinject.errors import UserError
 from kinject.generation.generators import GenerationConfig
-from kinject.methods.distill import _teacher_prompts, check_distill
+from kinject.methods.distill import _teacher_prompts, check_distill, grounded_rows
 from kinject.training.trainer import DISTILL_FORMS, Distilled, _Collator, training_rows
 from tests.test_bench import TINY_WORLD
 
@@ -250,7 +250,7 @@ def test_the_chat_format_puts_context_and_question_in_the_chat_template(tiny_cha
     world = build_world(BuiltinConfig(test_people=1, test_orgs=1, train_people=1, train_orgs=1), 0)
     req = type("Req", (), {"cfg": cfg, "corpus": world, "source": loaded, "workdir": tmp_path})()
     prompt = DistillPrompt(world.documents[0].id, "Who is it?", "question")
-    [asked], _ = _teacher_prompts(req, [prompt])
+    [asked] = _teacher_prompts(req, [prompt], [[world.documents[0].text]])
     assert asked.templated and asked.teacher.startswith("<s>user: ")
     assert asked.student == "<s>user: Who is it?</s>\n<s>assistant: "
     assert world.documents[0].text + "\n\n---\n\nWho is it?" in asked.teacher
@@ -270,3 +270,21 @@ def test_the_cost_of_written_prompts_counts_as_generation():
     cost = generation_cost({"distill": {"queries": "trivia", "generation": {"cost": written}}})
     assert (cost.prompt_tokens, cost.completion_tokens, cost.seconds) == (500, 200, 4.5)
     assert generation_cost({"distill": {"queries": "templated"}}).completion_tokens == 0
+
+
+def test_the_grounded_filter_keeps_answers_found_in_the_context_and_every_continuation(tiny):
+    def row(answer: str) -> Distilled:
+        ids = tuple(tiny.tokenizer(answer, add_special_tokens=False).input_ids)
+        return Distilled((1,), ids, tuple((t,) for t in ids), tuple((0.0,) for _ in ids), "ce")
+
+    prompts = [DistillPrompt("d", "Where was Ada born?", "question"),
+               DistillPrompt("d", "Where does Ada work?", "question"),
+               DistillPrompt("d", "Ada was", "continuation"),
+               DistillPrompt("d", "Who founded it?", "question")]
+    contexts = [["Ada Lind was born in Port Emery.", "Ada works at Velt."]] * 4
+    # prompt 3 gave no answer, so no row: rows map to prompts 0, 1 and 2 through `asked`
+    targets = TeacherTargets(rows=[row(" port emery\n"), row(" Oslo"), row(" a painter")], asked=[0, 1, 2])
+    kept = grounded_rows(targets, prompts, contexts, tiny.tokenizer)
+    assert kept == [targets.rows[0], targets.rows[2]]  # Oslo is not in the context; the continuation stays
+    assert grounded_rows(TeacherTargets(rows=[row(" Port")], asked=[3]), prompts, contexts, tiny.tokenizer)
+    assert not grounded_rows(TeacherTargets(rows=[row(" Emery Port")], asked=[0]), prompts, contexts, tiny.tokenizer)

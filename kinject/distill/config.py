@@ -41,6 +41,10 @@ class DistillConfig:
       softened by it in the KL forms (prompt distillation uses 2); ``average``: the loss as the
       mean over all trained tokens of a batch (``token``) or over its rows of each row's own mean
       (``sequence``, prompt distillation's);
+    - ``filter``: which of the teacher's answers to questions are trained: ``none`` (all) or
+      ``grounded`` (only those whose words occur, in order, in what the teacher read: an answer
+      not found there is taken from elsewhere, as a few-shot example's answer copied, a
+      misspelt name, or a guess); continuation prompts are all kept;
     - ``documents``: also train on the documents themselves (next-token loss), mixed in;
     - ``epochs``: passes over the distilled prompts (and the documents);
     - ``seed``: prompt choice and answer sampling (the same for every run seed); ``cache``: reuse
@@ -59,6 +63,7 @@ class DistillConfig:
     loss: str = "forward_kl"
     kl_temperature: float = 1.0
     average: str = "token"
+    filter: str = "none"
     documents: bool = True
     epochs: float = 3.0
     batch_size: int = 8
@@ -71,5 +76,6 @@ class DistillConfig:
         "answer": one_of("greedy", "sample"), "answer_temperature": positive,
         "answer_top_k": at_least(0), "max_new_tokens": at_least(1),
         "top_k": at_least(1), "loss": one_of(*LOSSES), "kl_temperature": positive,
-        "average": one_of("token", "sequence"), "epochs": positive,
+        "average": one_of("token", "sequence"),
+        "filter": one_of("none", "grounded"), "epochs": positive,
         "batch_size": at_least(1), "seed": seed_range}

@@ -53,11 +53,13 @@ class TeacherPrompt:
 
 @dataclass
 class TeacherTargets:
-    """One :class:`Distilled` row per prompt (an empty answer gives none) and the teacher's cost:
-    prompts asked (``requests``), of them from the cache, tokens read (``prompt_tokens``) and
-    written (``completion_tokens``), and the seconds they took when computed, cached or not."""
+    """One :class:`Distilled` row per prompt (an empty answer gives none), ``asked[i]`` the index
+    of row i's prompt, and the teacher's cost: prompts asked (``requests``), of them from the
+    cache, tokens read (``prompt_tokens``) and written (``completion_tokens``), and the seconds
+    they took when computed, cached or not."""
 
     rows: list[Distilled] = field(default_factory=list)
+    asked: list[int] = field(default_factory=list)
     cost: GenerationCost = field(default_factory=GenerationCost)
 
 
@@ -191,9 +193,10 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
         cost.prompt_tokens += found[k]["prompt_tokens"]
         cost.completion_tokens += len(found[k]["answer_ids"])
         cost.seconds += found[k]["seconds"]
-    for p, k in zip(prompts, keys):
+    for i, (p, k) in enumerate(zip(prompts, keys)):
         t = found[k]
         if t["answer_ids"]:
+            result.asked.append(i)
             student = tokenizer(p.student, add_special_tokens=not p.templated).input_ids
             result.rows.append(Distilled(tuple(student), tuple(t["answer_ids"]),
                                          tuple(tuple(r) for r in t["top_ids"]),

@@ -17,13 +17,15 @@ from kinject.checks import check_section
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
 from kinject.distill.prompts import DistillPrompt, build_prompts, templated_prompts
-from kinject.distill.teacher import TeacherPrompt, teacher_targets
+from kinject.distill.teacher import TeacherPrompt, TeacherTargets, teacher_targets
 from kinject.errors import UserError
+from kinject.evaluation.metrics import contains_run, tokens
 from kinject.evaluation.runner import qa_header, qa_prompt
 from kinject.methods.finetune import document_texts, finetune
 from kinject.methods.registry import Injected, InjectRequest, register_method
 from kinject.models import cache_dir
 from kinject.retrieval.retriever import check_retrieval_config, format_context, open_retriever, placed_texts
+from kinject.training.trainer import Distilled
 
 
 def check_distill(corpus: Corpus, cfg: RunConfig) -> None:
@@ -55,10 +57,10 @@ def _contexts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[list[li
     return [placed_texts(found) for found in hits], seconds
 
 
-def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[list[TeacherPrompt], float]:
-    """Each prompt as the teacher reads it (its context first) and as the student sees it
-    (``distill.format``); and the seconds spent indexing."""
-    contexts, seconds = _contexts(req, prompts)
+def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt], contexts: list[list[str]]
+                     ) -> list[TeacherPrompt]:
+    """Each prompt as the teacher reads it (its ``contexts`` first) and as the student sees it
+    (``distill.format``)."""
     if req.cfg.distill.format == "chat":
         tokenizer = req.source.tokenizer
         if not tokenizer.chat_template:
@@ -69,13 +71,25 @@ def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt]) -> tuple[
                                                  add_generation_prompt=True)
 
         return [TeacherPrompt(chat("\n\n".join(c) + "\n\n---\n\n" + p.text), chat(p.text), templated=True)
-                for p, c in zip(prompts, contexts)], seconds
+                for p, c in zip(prompts, contexts)]
     header = qa_header(req.corpus.instruction, req.corpus.fewshot)
     out = []
     for p, context in zip(prompts, contexts):  # as the evaluation places a context: after the header
         head, asked = (header, qa_prompt(p.text)) if p.kind == "question" else ("", p.text)
         out.append(TeacherPrompt(head + format_context(context) + "\n" + asked, head + asked))
-    return out, seconds
+    return out
+
+
+def grounded_rows(targets: TeacherTargets, prompts: list[DistillPrompt], contexts: list[list[str]],
+                  tokenizer) -> list[Distilled]:
+    """``distill.filter=grounded``: the rows of continuation prompts, and of questions whose answer's
+    words (normalised as the metrics normalise them) occur in order in what the teacher read."""
+    kept = []
+    for row, i in zip(targets.rows, targets.asked):
+        answer = tokens(tokenizer.decode(row.answer_ids, skip_special_tokens=True))
+        if prompts[i].kind != "question" or contains_run(tokens(" ".join(contexts[i])), answer):
+            kept.append(row)
+    return kept
 
 
 @register_method("distill", "context distillation: trained on the answers the model gives with the document in "
@@ -86,18 +100,26 @@ def distill(req: InjectRequest) -> Injected:
     prompts, info = build_prompts(req.corpus, cfg, req.cfg.generate)
     if not prompts:
         raise UserError(f"distill.queries={cfg.queries}: no prompt for any document of corpus {req.corpus.name!r}")
-    asked, index_seconds = _teacher_prompts(req, prompts)
+    contexts, index_seconds = _contexts(req, prompts)
+    asked = _teacher_prompts(req, prompts, contexts)
     targets = teacher_targets(req.source.model, req.source.tokenizer, asked, cfg,
                               directory_fingerprint(req.source.path),
                               cache_dir() / "distill" if cfg.cache else None, req.cfg.train.progress,
                               stop_at_newline=cfg.format == "qa")
     if not targets.rows:
         raise UserError("distill: the teacher answered no prompt (every answer empty)")
-    texts = [*document_texts(req.corpus), *targets.rows] if cfg.documents else list(targets.rows)
+    rows = targets.rows
+    if cfg.filter == "grounded":
+        rows = grounded_rows(targets, prompts, contexts, req.source.tokenizer)
+        info["ungrounded"] = len(targets.rows) - len(rows)
+        if not rows:
+            raise UserError("distill.filter=grounded: no answer of the teacher's is found in what it read; "
+                            "use distill.filter=none")
+    texts = [*document_texts(req.corpus), *rows] if cfg.documents else list(rows)
     injected = finetune(req, texts, epochs=cfg.epochs,
-                        distill={**info, "rows": len(targets.rows), "documents": cfg.documents, "loss": cfg.loss,
+                        distill={**info, "rows": len(rows), "documents": cfg.documents, "loss": cfg.loss,
                                  "answer": cfg.answer, "context": cfg.context, "format": cfg.format,
-                                 "teacher": targets.cost.to_dict()})
+                                 "filter": cfg.filter, "teacher": targets.cost.to_dict()})
     injected.index_seconds = index_seconds
     injected.teacher_tokens += targets.cost.prompt_tokens + targets.cost.completion_tokens
     injected.teacher_seconds += targets.cost.seconds
