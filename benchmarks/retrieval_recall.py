@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/retrieval_recall.py [--worlds 1000 1001 1002] [--k 1 3 8] \
         [--candidates 20] [--rrf-constant 60] [--chunking sentence] [--embedder all-minilm-l6-v2] \
-        [--backend torch|onnx|onnx-int8]
+        [--backend torch|onnx|onnx-int8] [--rerank lm:smollm2-135m]
 
 For each world (seed) and mode: recall@k, the share of the world's QA questions whose top k
 passages include the chunk stating the gold fact (the ``gold_rank`` a ``rag`` cell records), and
@@ -33,11 +33,14 @@ def main() -> None:
     ap.add_argument("--embedder", default=RunConfig().retrieval.embedder,
                     help="retrieval.embedder: all-minilm-l6-v2, all-mpnet-base-v2 (make embedders), or a directory")
     ap.add_argument("--backend", choices=BACKENDS, default="torch", help="retrieval.backend: the embedder's engine")
+    ap.add_argument("--rerank", default=None,
+                    help="retrieval.rerank: lm:<model> (query likelihood) or a cross-encoder directory")
     args = ap.parse_args()
     cfg = RunConfig()
     cfg.retrieval.embedder, cfg.retrieval.backend = args.embedder, args.backend
     cfg.retrieval.chunking, cfg.retrieval.progress = args.chunking, False
     cfg.retrieval.candidates, cfg.retrieval.rrf_constant = args.candidates, args.rrf_constant
+    cfg.retrieval.rerank = args.rerank
     figures: dict[tuple[str, int, str], list[float]] = {}
     for world in args.worlds:
         corpus = load_corpus(cfg.data, world)
@@ -54,7 +57,8 @@ def main() -> None:
                     sum(r["answer_retrieved"] for r in records) / len(records))
     print(f"built-in worlds {args.worlds} ({len(probes)} QA questions in the last); chunking {args.chunking}; "
           f"embedder {args.embedder} ({args.backend}); hybrid: candidates {args.candidates}, "
-          f"rrf constant {args.rrf_constant}")
+          f"rrf constant {args.rrf_constant}; rerank {args.rerank or 'none'} over the first stage's "
+          f"{args.candidates} best")
     print(f"{'mode':8s} {'k':>3s}  {'recall@k':>16s}  {'answer@k':>16s}  per world (recall)")
     for mode in args.modes:
         for k in args.k:

@@ -120,3 +120,12 @@ def test_a_composition_reuses_its_inner_result_of_the_same_seed(tiny_model_dir, 
     assert all("Context: " in s["prompt"] and "passages" in s for s in samples)
     assert {"answer_retrieved", "gold_rank"} <= set(next(s for s in samples if s["kind"] == "qa"))
     assert "recall@k" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_rag_with_the_query_likelihood_reranker_records_it(tiny_model_dir, tmp_path):
+    cfg = _cfg(tiny_model_dir, "methods=[rag]", "retrieval.progress=false", "retrieval.cache=false",
+               f"retrieval.rerank=lm:{tiny_model_dir}", "retrieval.candidates=3")
+    cell = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)["methods"]["rag"]["per_seed"]["0"]
+    record = cell["info"]["retrieval"]
+    assert record["candidates"] == 3 and record["rerank"]["scoring"] == "query likelihood (UPR)"
+    assert record["rerank"]["path"] == str(tiny_model_dir) and 0 <= cell["metrics"]["qa.retrieval_recall"] <= 1

@@ -129,3 +129,42 @@ def test_a_missing_or_multi_label_reranker_is_one_line(tiny_cross_encoder, tmp_p
             (tmp_path / "two" / f.name).write_bytes(f.read_bytes())
     with pytest.raises(UserError, match="2 output labels"):
         Reranker(str(tmp_path / "two"))
+
+
+def test_the_query_likelihood_reranker_scores_log_p_of_the_question_after_the_passage(tiny_model_dir):
+    import torch
+
+    from kinject.retrieval.rerank import UPR_PROMPT, QueryLikelihoodReranker, open_reranker
+
+    reranker = open_reranker(f"lm:{tiny_model_dir}")
+    assert isinstance(reranker, QueryLikelihoodReranker) and reranker.describe()["fingerprint"]
+    tok, model = reranker.tokenizer, reranker.model
+    pairs = [("Where was Marlow born?", d.text) for d in DOCS] + [("Who sells tide clocks?", DOCS[0].text)]
+    reranker.batch_size = 3  # two batches, the first padded: each pair scored as if alone
+    batched = reranker.scores(pairs)
+
+    def alone(question: str, passage: str) -> float:
+        head = tok(UPR_PROMPT.format(passage=passage)).input_ids
+        ids = head + tok(" " + question, add_special_tokens=False).input_ids
+        with torch.inference_mode():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), dim=-1)
+        return sum(logp[t - 1, ids[t]].item() for t in range(len(head), len(ids)))
+
+    assert batched == pytest.approx([alone(q, p) for q, p in pairs], abs=1e-3)
+    assert all(s < 0 for s in batched)
+    # the candidates come back best first by those scores, k of them
+    hits = [[Hit(Chunk(d.id, d.id, d.text, 0, len(d.text)), 0.0, r) for r, d in enumerate(DOCS, 1)]]
+    [top] = reranker.rerank(["Where was Marlow born?"], hits, k=2)
+    order = sorted(range(3), key=lambda i: -batched[i])[:2]
+    assert [h.chunk.doc_id for h in top] == [DOCS[i].id for i in order] and [h.rank for h in top] == [1, 2]
+    assert top[0].score == pytest.approx(batched[order[0]], abs=1e-3)
+
+
+def test_an_lm_reranker_without_a_model_is_one_line(tmp_path):
+    from kinject.errors import UserError
+    from kinject.retrieval.retriever import check_retrieval_config
+
+    with pytest.raises(UserError, match=r"retrieval\.rerank: 'lm:' names no model"):
+        check_retrieval_config(RetrievalConfig(rerank="lm:"))
+    with pytest.raises(UserError, match=r"model .*nope.*: no such directory"):
+        check_retrieval_config(RetrievalConfig(rerank=f"lm:{tmp_path / 'nope'}"))

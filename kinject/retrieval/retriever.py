@@ -25,7 +25,7 @@ from kinject.retrieval.chunking import CHUNKINGS, Chunk, check_chunking, chunk_d
 from kinject.retrieval.embedder import BACKENDS, DEFAULT_EMBEDDER, Embedder, resolve_embedder_path, vector_fingerprint
 from kinject.retrieval.index import ANN_TYPES, Hit, PassageIndex, read_index_meta
 from kinject.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
-from kinject.retrieval.rerank import Reranker, resolve_reranker_path
+from kinject.retrieval.rerank import QueryLikelihoodReranker, Reranker, open_reranker, resolve_reranker_path
 
 MODES = ("dense", "bm25", "hybrid")
 
@@ -47,8 +47,9 @@ class RetrievalConfig:
     mode: ``dense`` (the embedder and FAISS), ``bm25`` (lexical, :mod:`kinject.retrieval.lexical`;
     nothing is embedded) or ``hybrid`` (both rankings, each ``candidates`` deep, fused by reciprocal
     rank fusion with constant ``rrf_constant``). rerank: a cross-encoder directory (or cached hub
-    id; :mod:`kinject.retrieval.rerank`) that reorders the first stage's ``candidates`` best
-    chunks and keeps ``k`` (None: no reranking). backend: ``torch`` (sentence-transformers),
+    id), or ``lm:<model>`` (query likelihood under a causal LM; :mod:`kinject.retrieval.rerank`),
+    that reorders the first stage's ``candidates`` best chunks and keeps ``k`` (None: no
+    reranking). backend: ``torch`` (sentence-transformers),
     ``onnx`` (the same weights exported once and run by onnxruntime; the same vectors) or
     ``onnx-int8`` (that export with int8 weights; other vectors, so other caches and indexes).
     """
@@ -139,7 +140,8 @@ class Retriever:
 
     def __init__(self, embedder: Embedder, index: PassageIndex | None, lexical: LexicalIndex | None = None,
                  mode: str = "dense", candidates: int = 20, rrf_constant: int = 60,
-                 chunking: dict[str, Any] | None = None, reranker: Reranker | None = None) -> None:
+                 chunking: dict[str, Any] | None = None,
+                 reranker: Reranker | QueryLikelihoodReranker | None = None) -> None:
         if (index is None and mode != "bm25") or (lexical is None and mode != "dense"):
             raise ValueError(f"retrieval mode {mode!r} needs {'a dense' if index is None else 'a BM25'} index")
         self.embedder = embedder
@@ -192,7 +194,7 @@ def open_retriever(documents: Sequence[Document], cfg: RetrievalConfig, out: Pat
             index.save(out, replace=True)
     if cfg.mode != "dense":
         lexical = LexicalIndex(index.chunks if index is not None else chunks)
-    reranker = Reranker(cfg.rerank) if cfg.rerank is not None else None
+    reranker = open_reranker(cfg.rerank) if cfg.rerank is not None else None
     retriever = Retriever(embedder, index if cfg.mode != "bm25" else None, lexical, cfg.mode, cfg.candidates,
                           cfg.rrf_constant, chunking, reranker)
     return retriever, time.perf_counter() - start
