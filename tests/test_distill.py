@@ -288,3 +288,5 @@ def test_the_grounded_filter_keeps_answers_found_in_the_context_and_every_contin
     assert kept == [targets.rows[0], targets.rows[2]]  # Oslo is not in the context; the continuation stays
     assert grounded_rows(TeacherTargets(rows=[row(" Port")], asked=[3]), prompts, contexts, tiny.tokenizer)
     assert not grounded_rows(TeacherTargets(rows=[row(" Emery Port")], asked=[0]), prompts, contexts, tiny.tokenizer)
+    # in the document, but the question's own words: dropped
+    assert not grounded_rows(TeacherTargets(rows=[row(" Ada")], asked=[0]), prompts, contexts, tiny.tokenizer)

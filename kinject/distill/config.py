@@ -42,9 +42,10 @@ class DistillConfig:
       mean over all trained tokens of a batch (``token``) or over its rows of each row's own mean
       (``sequence``, prompt distillation's);
     - ``filter``: which of the teacher's answers to questions are trained: ``none`` (all) or
-      ``grounded`` (only those whose words occur, in order, in what the teacher read: an answer
-      not found there is taken from elsewhere, as a few-shot example's answer copied, a
-      misspelt name, or a guess); continuation prompts are all kept;
+      ``grounded`` (only those whose words occur, in order, in what the teacher read and not in
+      the question: an answer not found there is taken from elsewhere, as a few-shot example's
+      answer copied, a misspelt name, or a guess; one found in the question repeats it);
+      continuation prompts are all kept;
     - ``documents``: also train on the documents themselves (next-token loss), mixed in;
     - ``epochs``: passes over the distilled prompts (and the documents);
     - ``seed``: prompt choice and answer sampling (the same for every run seed); ``cache``: reuse

@@ -83,11 +83,14 @@ def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt], contexts:
 def grounded_rows(targets: TeacherTargets, prompts: list[DistillPrompt], contexts: list[list[str]],
                   tokenizer) -> list[Distilled]:
     """``distill.filter=grounded``: the rows of continuation prompts, and of questions whose answer's
-    words (normalised as the metrics normalise them) occur in order in what the teacher read."""
+    words (normalised as the metrics normalise them) occur in order in what the teacher read and
+    not in the question itself (an answer that repeats the question, its subject say, is no answer,
+    as ``kinject questions`` checks)."""
     kept = []
     for row, i in zip(targets.rows, targets.asked):
         answer = tokens(tokenizer.decode(row.answer_ids, skip_special_tokens=True))
-        if prompts[i].kind != "question" or contains_run(tokens(" ".join(contexts[i])), answer):
+        if prompts[i].kind != "question" or (contains_run(tokens(" ".join(contexts[i])), answer)
+                                             and not contains_run(tokens(prompts[i].text), answer)):
             kept.append(row)
     return kept
 
