@@ -15,11 +15,12 @@
 # The baselines are the dev-plain run of the same CPU (on the Intel Xeon, docs/runs/dev-plain-intel).
 # Read with
 #   kinject compare docs/runs/dev-plain-intel runs/distill-dev-ce/<row> --pair distill,ft --markdown
-# Finished cells are skipped, so it resumes. About 8 minutes a 3-pass cell on 2 cores.
+# Finished cells are skipped, so it resumes. About 8 minutes a 3-pass cell on 2 cores. More worlds go
+# to directories of their own: SEEDS='[1002,1003]' OUT=runs/distill-dev-ce-w2 bash docs/runs/distill-dev/ce-queue.sh
 set -euo pipefail
 kinject=.venv/bin/kinject
 out=${OUT:-runs/distill-dev-ce}
-common=("seeds=[1000,1001]" "eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]"
+common=("seeds=${SEEDS:-[1000,1001]}" "eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]"
         distill.queries=templated distill.loss=ce)
 $kinject bench --out $out/ce --methods distill "${common[@]}"
 $kinject bench --out $out/ce-grounded --methods distill "${common[@]}" distill.filter=grounded
