@@ -50,7 +50,28 @@ def resolve_reranker_path(name: str) -> str:
     return name
 
 
-class Reranker:
+class PairScorer:
+    """A reranker: ``scores`` gives each (question, passage) pair a relevance, higher is more
+    relevant, and ``rerank`` keeps each question's ``k`` best candidates by it."""
+
+    def scores(self, pairs: Sequence[tuple[str, str]]) -> list[float]:
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def rerank(self, questions: Sequence[str], candidates: Sequence[Sequence[Hit]], k: int) -> list[list[Hit]]:
+        """The ``k`` best of each question's candidates by :meth:`scores` (ranks anew, ``Hit.score``
+        = that score; ties keep the first stage's order)."""
+        flat = iter(self.scores([(q, h.chunk.text) for q, hits in zip(questions, candidates) for h in hits]))
+        out = []
+        for hits in candidates:
+            scored = sorted(((next(flat), i) for i in range(len(hits))), key=lambda si: (-si[0], si[1]))
+            out.append([Hit(hits[i].chunk, float(s), rank) for rank, (s, i) in enumerate(scored[:k], start=1)])
+        return out
+
+
+class Reranker(PairScorer):
     """A cross-encoder scoring (question, passage) pairs; higher is more relevant."""
 
     def __init__(self, name: str, batch_size: int = 32) -> None:
@@ -78,11 +99,8 @@ class Reranker:
         return self.model.predict(list(pairs), batch_size=self.batch_size, show_progress_bar=False,
                                   convert_to_numpy=True).tolist() if pairs else []
 
-    def rerank(self, questions: Sequence[str], candidates: Sequence[Sequence[Hit]], k: int) -> list[list[Hit]]:
-        return ranked(candidates, self.scores(pairs_of(questions, candidates)), k)
 
-
-class QueryLikelihoodReranker:
+class QueryLikelihoodReranker(PairScorer):
     """``lm:<model>``: a causal LM scoring (question, passage) pairs by log p(question | passage,
     :data:`UPR_PROMPT`), summed over the question's tokens; higher is more relevant."""
 
@@ -121,26 +139,7 @@ class QueryLikelihoodReranker:
                     out.append(logp.gather(-1, torch.tensor(q, device=device)[:, None]).sum().item())
         return out
 
-    def rerank(self, questions: Sequence[str], candidates: Sequence[Sequence[Hit]], k: int) -> list[list[Hit]]:
-        return ranked(candidates, self.scores(pairs_of(questions, candidates)), k)
 
-
-def pairs_of(questions: Sequence[str], candidates: Sequence[Sequence[Hit]]) -> list[tuple[str, str]]:
-    """Every (question, candidate chunk text) pair, question by question."""
-    return [(q, h.chunk.text) for q, hits in zip(questions, candidates) for h in hits]
-
-
-def ranked(candidates: Sequence[Sequence[Hit]], scores: Sequence[float], k: int) -> list[list[Hit]]:
-    """The ``k`` best of each question's candidates by ``scores`` (one per candidate, question by
-    question; ranks anew, ``Hit.score`` = that score; ties keep the first stage's order)."""
-    flat = iter(scores)
-    out = []
-    for hits in candidates:
-        scored = sorted(((next(flat), i) for i in range(len(hits))), key=lambda si: (-si[0], si[1]))
-        out.append([Hit(hits[i].chunk, float(s), rank) for rank, (s, i) in enumerate(scored[:k], start=1)])
-    return out
-
-
-def open_reranker(name: str) -> Reranker | QueryLikelihoodReranker:
+def open_reranker(name: str) -> PairScorer:
     """The reranker ``retrieval.rerank`` names: ``lm:<model>`` query likelihood, else a cross-encoder."""
     return QueryLikelihoodReranker(name) if name.startswith(LM_PREFIX) else Reranker(name)

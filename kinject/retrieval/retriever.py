@@ -25,7 +25,7 @@ from kinject.retrieval.chunking import CHUNKINGS, Chunk, check_chunking, chunk_d
 from kinject.retrieval.embedder import BACKENDS, DEFAULT_EMBEDDER, Embedder, resolve_embedder_path, vector_fingerprint
 from kinject.retrieval.index import ANN_TYPES, Hit, PassageIndex, read_index_meta
 from kinject.retrieval.lexical import LexicalIndex, reciprocal_rank_fusion
-from kinject.retrieval.rerank import QueryLikelihoodReranker, Reranker, open_reranker, resolve_reranker_path
+from kinject.retrieval.rerank import PairScorer, open_reranker, resolve_reranker_path
 
 MODES = ("dense", "bm25", "hybrid")
 
@@ -141,7 +141,7 @@ class Retriever:
     def __init__(self, embedder: Embedder, index: PassageIndex | None, lexical: LexicalIndex | None = None,
                  mode: str = "dense", candidates: int = 20, rrf_constant: int = 60,
                  chunking: dict[str, Any] | None = None,
-                 reranker: Reranker | QueryLikelihoodReranker | None = None) -> None:
+                 reranker: PairScorer | None = None) -> None:
         if (index is None and mode != "bm25") or (lexical is None and mode != "dense"):
             raise ValueError(f"retrieval mode {mode!r} needs {'a dense' if index is None else 'a BM25'} index")
         self.embedder = embedder
