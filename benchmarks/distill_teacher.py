@@ -23,8 +23,8 @@ from kinject.data.builtin.templates import fill
 from kinject.data.loaders import load_corpus
 from kinject.distill.prompts import _TEMPLATES, build_prompts
 from kinject.distill.teacher import teacher_targets
-from kinject.evaluation.metrics import contains_run, score_answer, tokens
-from kinject.methods.distill import _teacher_prompts
+from kinject.evaluation.metrics import score_answer
+from kinject.methods.distill import _teacher_prompts, grounding
 from kinject.models import cache_dir, load_model
 
 
@@ -53,17 +53,15 @@ def main() -> None:
         targets = teacher_targets(loaded.model, tok, _teacher_prompts(req, prompts, contexts), cfg.distill,
                                   directory_fingerprint(loaded.path),
                                   cache_dir() / "distill" if cfg.distill.cache else None, progress=False)
-        groups = {"kept": [0, 0], "question": [0, 0], "elsewhere": [0, 0]}  # [answers, right]
+        groups = {"grounded": [0, 0], "in the question": [0, 0], "elsewhere": [0, 0]}  # [answers, right]
         for row, i in zip(targets.rows, targets.asked):
             answer = tok.decode(row.answer_ids, skip_special_tokens=True)
-            words = tokens(answer)
-            group = ("elsewhere" if not contains_run(tokens(contexts[i][0]), words) else
-                     "question" if contains_run(tokens(prompts[i].text), words) else "kept")
-            groups[group][0] += 1
-            groups[group][1] += score_answer(answer, [gold[prompts[i].text]])["accuracy"] > 0
+            group = groups[grounding(answer, contexts[i], prompts[i].text)]
+            group[0] += 1
+            group[1] += score_answer(answer, [gold[prompts[i].text]])["accuracy"] > 0
         n, right = sum(g[0] for g in groups.values()), sum(g[1] for g in groups.values())
         cells = [f"{g[0]:>4d} ({g[1]:>3d} right)" for g in groups.values()]
-        kept = groups["kept"]
+        kept = groups["grounded"]
         print(f"{world:>6d} {n:>7d} {right:>4d} ({right / n:.3f}) | {cells[0]:>24s} | {cells[1]:>16s} | "
               f"{cells[2]:>16s} | {right / n:.3f} / {kept[1] / max(kept[0], 1):.3f}")
 

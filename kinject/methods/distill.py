@@ -80,19 +80,24 @@ def _teacher_prompts(req: InjectRequest, prompts: list[DistillPrompt], contexts:
     return out
 
 
+def grounding(answer: str, context: list[str], question: str) -> str:
+    """Where an answer's words (normalised as the metrics normalise them) occur, in order:
+    ``grounded`` (in what the teacher read, not in the question), ``in the question`` (it repeats
+    the question, its subject say: no answer, as ``kinject questions`` checks) or ``elsewhere``
+    (not in what the teacher read: a few-shot example's answer, a misspelt name, a guess)."""
+    words = tokens(answer)
+    if not contains_run(tokens(" ".join(context)), words):
+        return "elsewhere"
+    return "in the question" if contains_run(tokens(question), words) else "grounded"
+
+
 def grounded_rows(targets: TeacherTargets, prompts: list[DistillPrompt], contexts: list[list[str]],
                   tokenizer) -> list[Distilled]:
-    """``distill.filter=grounded``: the rows of continuation prompts, and of questions whose answer's
-    words (normalised as the metrics normalise them) occur in order in what the teacher read and
-    not in the question itself (an answer that repeats the question, its subject say, is no answer,
-    as ``kinject questions`` checks)."""
-    kept = []
-    for row, i in zip(targets.rows, targets.asked):
-        answer = tokens(tokenizer.decode(row.answer_ids, skip_special_tokens=True))
-        if prompts[i].kind != "question" or (contains_run(tokens(" ".join(contexts[i])), answer)
-                                             and not contains_run(tokens(prompts[i].text), answer)):
-            kept.append(row)
-    return kept
+    """``distill.filter=grounded``: the rows of continuation prompts, and of questions whose answer
+    is :func:`grounding`'s ``grounded``."""
+    return [row for row, i in zip(targets.rows, targets.asked)
+            if prompts[i].kind != "question" or grounding(tokenizer.decode(row.answer_ids, skip_special_tokens=True),
+                                                          contexts[i], prompts[i].text) == "grounded"]
 
 
 @register_method("distill", "context distillation: trained on the answers the model gives with the document in "
