@@ -4,12 +4,15 @@
 # prompts are more steps (as the paraphrase curve's runs/para-curve-2pass); and beside it ft-para
 # with 4 generated paraphrases a document, whose generation cost is the teacher cost's yardstick
 # (both cells record generation or teacher tokens and seconds on the same machine).
-#   SOURCE=<source> bash docs/runs/distill-curve/queue.sh
+#   SOURCE=<source> [METHOD=<method>] [SETTINGS=<settings>] bash docs/runs/distill-curve/queue.sh
+# METHOD and SETTINGS: the row chosen by step 2b (docs/runs/distill-test/queue.sh names them).
 # SOURCE: the query source chosen on the development worlds (docs/runs/distill-dev, step 1).
 set -euo pipefail
 kinject=.venv/bin/kinject
 source=${SOURCE:?set SOURCE to the query source chosen on the development worlds}
+method=${METHOD:-distill}
+read -r -a settings <<< "${SETTINGS:-}"
 common=("seeds=[1000,1001]" "eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]")
-$kinject bench --out runs/distill-curve/$source --methods distill --sweep distill.per_document=1,2,4,8,16 \
-  "${common[@]}" distill.queries=$source
+$kinject bench --out runs/distill-curve/$source --methods "$method" --sweep distill.per_document=1,2,4,8,16 \
+  "${common[@]}" distill.queries=$source "${settings[@]}"
 $kinject bench --out runs/distill-curve/ft-para-generated --methods ft-para "${common[@]}" para.source=generate

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Issue 22, measured once: the distill row chosen on development worlds 1000-1003 (by the rule in
+# docs/results.md, "Step 2b") on the test seeds 0-2 with every query source, against the baselines;
+# then on fresh seeds 12-14, the chosen row (templated) against distill's defaults, to confirm or
+# not a change of defaults. METHOD and SETTINGS are the chosen row, fixed before this runs, e.g.
+#   METHOD=distill+anchor SETTINGS='distill.loss=ce distill.filter=grounded replay.ratio=0.5 anchor.weight=1.0' \
+#     bash docs/runs/distill-test/queue.sh [test] [fresh]
+# A bench directory resumes only on its own CPU: run a part on one machine. Finished cells are skipped.
+set -euo pipefail
+kinject=.venv/bin/kinject
+method=${METHOD:?set METHOD to the method of the chosen row}
+read -r -a settings <<< "${SETTINGS:?set SETTINGS to the settings of the chosen row}"
+kinds="eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]"
+for part in "${@:-test}"; do
+  case $part in
+    test) seeds="[0,1,2]"; out=runs/distill-test ;;
+    fresh) seeds="[12,13,14]"; out=runs/distill-fresh ;;
+    *) echo "unknown part: $part (test or fresh)" >&2; exit 2 ;;
+  esac
+  common=("seeds=$seeds" "$kinds")
+  $kinject bench --out $out/baselines --methods base,ft,ft-para,ft-para+qa,rag,oracle "${common[@]}"
+  if [ "$part" = test ]; then
+    for source in templated continuation generated trivia self-study; do
+      $kinject bench --out $out/$source --methods "$method" "${common[@]}" distill.queries=$source "${settings[@]}"
+    done
+  else
+    $kinject bench --out $out/chosen --methods "$method" "${common[@]}" distill.queries=templated "${settings[@]}"
+    $kinject bench --out $out/defaults --methods distill "${common[@]}"
+  fi
+done
