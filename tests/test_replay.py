@@ -97,6 +97,20 @@ def test_interpolation_ends_at_each_model_and_halves_between():
     assert torch.allclose(interpolate(a, b, 0.5).weight, (wa + wb) / 2)
 
 
+def test_interpolation_blends_a_tied_weight_once():
+    from kinject.training.interpolate import interpolate
+
+    def tied() -> torch.nn.Sequential:
+        embed, head = torch.nn.Embedding(5, 3), torch.nn.Linear(3, 5, bias=False)
+        head.weight = embed.weight  # as tie_word_embeddings: one tensor under two names
+        return torch.nn.Sequential(embed, head)
+
+    a, b = tied(), tied()
+    wa, wb = a[0].weight.detach().clone(), b[0].weight.detach().clone()
+    mixed = interpolate(a, b, 0.5)
+    assert torch.allclose(mixed[0].weight, (wa + wb) / 2) and mixed[1].weight is mixed[0].weight
+
+
 def cfg_args(model_dir) -> list[str]:
     return [f"model={model_dir}", *TINY_WORLD]
 

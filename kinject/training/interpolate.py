@@ -21,10 +21,13 @@ class WiseConfig:
 
 def interpolate(model: torch.nn.Module, base: torch.nn.Module, alpha: float) -> torch.nn.Module:
     """``model``'s floating-point parameters and buffers set, in place, to ``alpha x model + (1 -
-    alpha) x base`` (matched by name; both of one architecture)."""
+    alpha) x base`` (matched by name; both of one architecture). A tensor shared under several
+    names (tied input and output embeddings) is blended once."""
     start = base.state_dict()
+    blended: set[int] = set()
     with torch.no_grad():
         for name, value in model.state_dict().items():
-            if value.is_floating_point() and name in start:
+            if value.is_floating_point() and name in start and value.data_ptr() not in blended:
+                blended.add(value.data_ptr())
                 value.mul_(alpha).add_(start[name].to(value.device, value.dtype), alpha=1 - alpha)
     return model
