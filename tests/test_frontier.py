@@ -3,7 +3,7 @@
 import pytest
 
 from kinject.report.aggregate import build_results
-from kinject.report.frontier import is_open_book, pareto_set, recommendation
+from kinject.report.frontier import agreement_line, frontier_rows, is_open_book, pareto_set, recommendation, spearman
 from kinject.report.render import format_table, report_markdown
 
 # (MCQ accuracy, retention, train seconds) per method
@@ -45,8 +45,35 @@ def test_the_recommendation_names_the_best_method_that_keeps_retention_and_its_s
 
 def test_without_a_method_that_keeps_retention_it_names_the_one_that_keeps_most():
     line = recommendation(_results({k: POINTS[k] for k in ("ft", "ft-para", "rag")})["methods"], 0.9)
-    assert line == ("recommendation: no closed-book method keeps retention >= 0.9; the one that keeps most is "
-                    "ft-para (retention 0.600 ± 0.000, MCQ accuracy 0.755 ± 0.005)")
+    assert line.startswith("recommendation: no closed-book method keeps retention >= 0.9; the one that keeps most is "
+                           "ft-para (retention 0.600 ± 0.000, MCQ accuracy 0.755 ± 0.005); 0.79 of rag's MCQ accuracy")
+    assert line.endswith("after 120 s of preparation (training, generation, teacher, indexing) against rag's 3 s")
+
+
+def test_the_frontier_table_marks_the_closed_book_pareto_set_and_shows_the_broader_measures():
+    results = _results(POINTS)
+    for m, e in results["methods"].items():  # a broader measure on some methods only: "-" elsewhere
+        if m != "lapael+para":
+            e["mean"]["general_qa.accuracy"], e["stderr"]["general_qa.accuracy"] = POINTS[m][1] / 2, 0.0
+    header, rows = frontier_rows(results["methods"])
+    assert header == ["method", "book", "MCQ accuracy", "retention", "general QA", "Pareto set"]
+    by_name = {r[0]: r for r in rows}
+    assert [r[0] for r in rows] == ["rag", "ft-para", "ft", "lapael", "lapael+para"]  # most accurate first; base aside
+    assert by_name["rag"][1] == "open" and by_name["rag"][-1] == ""  # a reference, not on the closed-book set
+    assert {n for n, r in by_name.items() if r[-1] == "yes"} == {"ft-para", "lapael"}
+    assert by_name["lapael+para"][4] == "-" and by_name["ft"][4] == "0.200 ± 0.000"
+    assert "## Accuracy against retention" in report_markdown(results) and "the frontier" in format_table(results)
+
+
+def test_the_agreement_line_is_the_rank_correlation_with_retention():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 2, 2, 3], [1, 3, 2, 4]) == pytest.approx(4.5 / (4.5 * 5) ** 0.5)  # ties: their mean rank
+    results = _results(POINTS)
+    for m, e in results["methods"].items():  # general KL: lower keeps more, so it agrees when it falls
+        e["mean"]["general_kl.kl"] = 1 - POINTS[m][1]
+    assert "general KL +1.00 (n = 5)" in agreement_line(results["methods"])
+    assert agreement_line(_results({k: POINTS[k] for k in ("ft", "rag")})["methods"]) is None
 
 
 def test_terminal_and_report_md_carry_the_line_at_the_run_s_threshold():

@@ -77,8 +77,10 @@ def test_report_html_has_the_table_one_image_per_chart_and_the_seeds_line():
     outline = _outline(page)
     assert page.startswith("<!DOCTYPE html>") and "<script" not in page and "<link" not in page
     assert 'src="http' not in page and "url(" not in page  # self-contained: nothing fetched
-    assert outline.tags["table"] == 2 and outline.tags["details"] == 1  # the comparison, then per seed
-    main_table, per_seed = outline.rows[:5], outline.rows[5:]
+    assert outline.tags["table"] == 3 and outline.tags["details"] == 1  # the comparison, the frontier, per seed
+    start = next(i for i, r in enumerate(outline.rows) if r[:2] == ["method", "seed"])
+    main_table, frontier, per_seed = outline.rows[:5], outline.rows[5:start], outline.rows[start:]
+    assert frontier[0][-1] == "Pareto set" and len(frontier) == 4  # the three methods that inject, most accurate first
     assert [r[0] for r in main_table] == ["method", *ACCURACY]
     assert main_table[0][1] == "MCQ acc" and main_table[2][1:3] == ["0.610", "± 0.006"]
     assert per_seed[0][:3] == ["method", "seed", "MCQ acc"] and per_seed[6][:3] == ["ft", "2", "0.620"]
@@ -98,7 +100,7 @@ def test_paired_differences_get_their_own_table():
     results = build_results(cells, config={}, model={"name": "t", "path": "p"},
                             data={"name": "b", "documents": 1, "probes": 1, "hash": {}})
     outline = _outline(run_html(results))
-    assert outline.tags["table"] == 3 and [r[0] for r in outline.rows if "vs" in r[0]] == ["ft+rag vs ft"]
+    assert outline.tags["table"] == 4 and [r[0] for r in outline.rows if "vs" in r[0]] == ["ft+rag vs ft"]
 
 
 def test_error_bars_only_over_several_seeds_and_the_chart_says_so():

@@ -17,7 +17,7 @@ import io
 from typing import Any
 
 from kinject.report import charts
-from kinject.report.frontier import frontier_points, pareto_set
+from kinject.report.frontier import agreement_line, closed_book_pareto_set, frontier_points, frontier_rows
 from kinject.report.render import (
     STREAM_COLUMNS,
     comparison_rows,
@@ -125,12 +125,12 @@ def trade_off_charts(methods: dict[str, dict[str, Any]]) -> list[str]:
     out = []
     found = frontier_points(methods)
     fig = charts.scatter_chart(methods, charts.RETENTION, best, x_unit_interval=True,
-                               frontier=pareto_set(found[2]) if found else None)
+                               frontier=closed_book_pareto_set(found[2]) if found else None)
     if fig is not None:
         out.append(figure_html(fig, f"scatter: {best[0]} against retention",
                                f"{best[0]} on the injected facts against general knowledge kept: the best methods "
-                               "sit top right; the ringed ones, joined by the dashed line, are the Pareto set (no "
-                               "other method is as good on both)."))
+                               "sit top right; the ringed ones, joined by the dashed line, are the closed-book Pareto "
+                               "set (no other closed-book method is as good on both)."))
     fig = charts.scatter_chart(methods, charts.COST, best, x_unit_interval=False)
     if fig is not None:
         out.append(figure_html(fig, f"scatter: {best[0]} against training time",
@@ -209,6 +209,11 @@ def run_html(results: dict[str, Any]) -> str:
     trade_offs = trade_off_charts(results["methods"])
     if trade_offs:
         body += ["<h2>Trade-offs</h2>", '<div class="charts">', *trade_offs, "</div>"]
+    frontier = frontier_rows(results["methods"])
+    if frontier:
+        agree = agreement_line(results["methods"])
+        body += ["<h2>Accuracy against retention</h2>", table_html(*frontier, mark_best=False),
+                 *([f'<p class="note">{html.escape(agree)}</p>'] if agree else [])]
     body += ["<h2>Each measure</h2>", '<div class="charts">', *measure_charts(results["methods"]), "</div>"]
     body += stream_html(results)
     if len(results["seeds"]) > 1:

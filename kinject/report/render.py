@@ -7,7 +7,7 @@ from typing import Any
 
 import yaml
 
-from kinject.report.frontier import MIN_RETENTION, recommendation
+from kinject.report.frontier import MIN_RETENTION, agreement_line, frontier_rows, recommendation
 
 # (column title, metric key, format): a column is shown when any method has the metric.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -18,6 +18,9 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("QA F1", "qa.f1", "{:.3f}"),
     ("cloze acc", "cloze.accuracy", "{:.3f}"),
     ("retention", "retention.accuracy", "{:.3f}"),
+    ("general QA", "general_qa.accuracy", "{:.3f}"),
+    ("general MCQ", "general_mcq.acc", "{:.3f}"),
+    ("general KL", "general_kl.kl", "{:.3f}"),
     ("recall@k", "qa.retrieval_recall", "{:.3f}"),
     ("train tokens", "train_tokens", "{:.0f}"),
     ("train s", "train_seconds", "{:.0f}"),
@@ -96,13 +99,24 @@ def recommendation_line(results: dict[str, Any]) -> str | None:
     return recommendation(results["methods"], threshold)
 
 
+def frontier_lines(results: dict[str, Any]) -> list[str]:
+    """The terminal's frontier: its fixed-width table (:func:`kinject.report.frontier.frontier_rows`),
+    then the line on whether the retention measures agree; empty without points."""
+    found = frontier_rows(results["methods"])
+    agree = agreement_line(results["methods"])
+    return [] if found is None else [*fixed_width(*found), *([agree] if agree else [])]
+
+
 def format_table(results: dict[str, Any]) -> str:
     """A fixed-width table for the terminal, the seeds and precision lines, the recommendation,
-    then any paired comparisons."""
+    the accuracy-retention frontier, then any paired comparisons."""
     out = [*fixed_width(*table_rows(results)), seeds_line(results), precision_line(results)]
     advice = recommendation_line(results)
     if advice:
         out.append(advice)
+    frontier = frontier_lines(results)
+    if frontier:
+        out += ["", "accuracy against retention (the frontier):", *frontier]
     header, rows = comparison_rows(results)
     if rows:
         out += ["", *fixed_width(header, rows)]
@@ -161,6 +175,14 @@ def report_markdown(results: dict[str, Any]) -> str:
         "questions whose retrieved passages include the one holding the gold fact (retrieval methods only).",
         "",
     ]
+    frontier = frontier_rows(results["methods"])
+    if frontier:
+        agree = agreement_line(results["methods"])
+        lines += ["## Accuracy against retention", "",
+                  "One point per method (mean ± standard error over seeds), most accurate first. Closed book: nothing",
+                  "placed before the question; the Pareto set and the recommendation are among these (no other",
+                  "closed-book method is at least as good on both the accuracy and `retention`).", "",
+                  markdown_table(*frontier), "", *([agree, ""] if agree else [])]
     header, rows = comparison_rows(results)
     if rows:
         lines += ["## With and without each modifier", "",
