@@ -2,14 +2,16 @@
 # Issue 23 on development worlds 1000-1001: what +replay, +anchor, +wise and LoRA buy against ft and ft-para,
 # on both retention measures (the 52 questions, and general_qa / general_mcq / general_kl). One
 # run directory per setting; read them together with
-#   kinject compare runs/dev-plain runs/retention-dev/* --pair ft+anchor,ft --markdown
-# Finished cells are skipped, so it resumes.
+#   kinject compare runs/dev-plain-intel runs/retention-dev/* --pair ft+anchor,ft --markdown
+# Finished cells are skipped, so it resumes. A bench directory resumes only on the CPU it began on,
+# so BASELINES names the baselines of this CPU: on the Intel Xeon copy docs/runs/dev-plain-intel
+# to runs/ (the default), on the AMD EPYC docs/runs/dev-plain, and set BASELINES=runs/dev-plain.
 set -euo pipefail
 kinject=.venv/bin/kinject
-out=runs/retention-dev
+out=${OUT:-runs/retention-dev}
 common=("seeds=[1000,1001]" "eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]")
-# the baselines, shared with docs/runs/distill-dev/queue.sh (the same command: the second resumes)
-$kinject bench --out runs/dev-plain --methods base,ft,ft-para,ft-para+qa,rag,oracle "${common[@]}"
+# the baselines (finished cells are skipped: with the directory copied from docs/runs, nothing runs)
+$kinject bench --out "${BASELINES:-runs/dev-plain-intel}" --methods base,ft,ft-para,ft-para+qa,rag,oracle "${common[@]}"
 for ratio in 0.1 0.5 1.0; do
   $kinject bench --out $out/replay-$ratio --methods ft+replay,ft+anchor "${common[@]}" replay.ratio=$ratio
 done
