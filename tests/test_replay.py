@@ -61,12 +61,14 @@ def test_anchor_scores_a_given_text_at_its_own_tokens_with_the_weight(tiny, tmp_
     texts = tmp_path / "t.jsonl"
     texts.write_text(json.dumps({"text": "The kettle boils water quickly and quietly every morning."}) + "\n")
     cfg = ReplayConfig(source=str(texts), max_tokens=5)
-    (row,), info = Replay(cfg, loss="forward_kl", weight=0.5, top_k=4).texts(tiny, "tiny", 3, None, progress=False)
+    rows, info = Replay(cfg, loss="forward_kl", weight=0.5, top_k=4).texts(tiny, "tiny", 3, None, progress=False)
+    row = rows[0]
+    assert rows == [row] * 3 and info["mixed"] == 3  # one text, three wanted: used again
     assert split_text("The kettle boils").answer == " kettle boils"
     assert list(row.prompt_ids) == tiny.tokenizer("The").input_ids
     assert list(row.answer_ids) == tiny.tokenizer(" kettle boils water quickly and quietly every morning.",
                                                   add_special_tokens=False).input_ids[:5]
-    assert row.loss == "forward_kl" and row.weight == 0.5 and info["mixed"] == 1
+    assert row.loss == "forward_kl" and row.weight == 0.5
     batch = _Collator(tiny.tokenizer.pad_token_id)(training_rows(tiny.tokenizer, [row, "plain text"], 32))
     assert batch["distill_weight"].tolist() == [0.5, 1.0]
 

@@ -13,7 +13,8 @@
   (:func:`~kinject.distill.teacher.teacher_targets`) and cached by content like its targets.
 - a path: a JSONL of ``{"text"}``, general text the user gives (a slice of a web corpus, the
   team's own documents that must not be forgotten); the first ``replay.max_tokens`` tokens of
-  each text after its first word are used.
+  each text after its first word are used, and a corpus smaller than a run needs is used again
+  from its first text.
 
 A run mixes ``max(1, round(replay.ratio x T))`` such texts into the training of its method, T =
 the texts the method trains in its main phase (documents, paraphrases, distilled prompts,
@@ -150,7 +151,8 @@ class Replay:
         else:
             texts = load_general_texts(cfg.source)
             random.Random(cfg.seed).shuffle(texts)
-            prompts = [p for p in map(split_text, texts[:wanted]) if p.answer]
+            cycled = [texts[i % len(texts)] for i in range(wanted)]  # a small corpus is mixed in again
+            prompts = [p for p in map(split_text, cycled) if p.answer]
             got = teacher_targets(loaded.model, loaded.tokenizer, prompts, settings, model_key, cache, progress,
                                   weight=self.weight)
             rows, cost = got.rows, got.cost
