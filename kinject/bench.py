@@ -57,7 +57,7 @@ from kinject.methods.finetune import merged
 from kinject.models import LoadedModel, load_model, resolve_model_path, save_injected
 from kinject.report.aggregate import build_results, flatten_metrics
 from kinject.report.files import write_run_reports
-from kinject.stream import join_updates, split_updates, stream_summary
+from kinject.stream import split_updates, stream_summary
 from kinject.training.trainer import check_sharded_launch, training_arguments
 
 
@@ -197,11 +197,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
         _seed_everything(seed * 1000 + i)
         req = InjectRequest(current, update, cfg, seed, out / "models" / cell_name(method, seed) / f"update{i + 1}",
                             frozen=frozen, history=tuple(updates[:i]))
-        if spec.wrap is not None:  # the context over every document so far
-            injected = spec.wrap(get_method(spec.inner).fn(req), dataclasses.replace(
-                req, corpus=join_updates(updates[: i + 1], f"{corpus.name}/updates1-{i + 1}")))
-        else:
-            injected = spec.fn(req)
+        injected = spec.fn(req)  # a context (+rag, +oracle) covers every update so far: InjectRequest.seen
         eval_start = time.perf_counter()
         row = []
         for j, earlier in enumerate(updates[: i + 1]):
@@ -223,7 +219,8 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
                 current.tokenizer.save_pretrained(tmp / "model")
                 write_json(tmp / "state.json", state)
     matrix, costs = state["matrix"], state["cost"]
-    by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k]) for k in own}
+    by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k]) for k in own
+               if any(r["kind"] == k for r in samples)}  # a kind with no probe gets no figure
     write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", [*samples, *general_records])
     if cfg.save_models and any(c["train_steps"] for c in costs):
         save_injected(injected.model, injected.tokenizer, out / "models" / cell_name(method, seed), cfg.model,
@@ -354,6 +351,12 @@ def check_run(cfg: RunConfig) -> dict[int, Corpus]:
         check_sharded_launch(cfg.train)
     corpora = {seed: load_corpus(cfg.data, seed) for seed in cfg.seeds}
     if cfg.stream.updates > 1:
+        if world_size() > 1:
+            raise UserError(f"stream.updates={cfg.stream.updates}: a stream runs in one process (its updates "
+                            "follow one another); launch it without torchrun/accelerate, or use workers (--workers)")
+        if cfg.retrieval.index is not None and any("rag" in m.split("+") for m in methods):
+            raise UserError(f"retrieval.index {cfg.retrieval.index}: a prebuilt index holds every update's "
+                            "documents; in a stream retrieval indexes the updates so far, so leave it unset")
         for seed, corpus in corpora.items():
             split_updates(corpus, cfg.stream, seed)
     for corpus in corpora.values():

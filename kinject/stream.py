@@ -17,7 +17,7 @@ Each probe goes with its ``doc_id``'s update.
 
 What carries over between updates: the trained weights (a LoRA adapter is merged before the next
 update trains a fresh one). Retrieval (``+rag``) indexes every document seen so far, rebuilt at
-each update. What a method derives from "the model as loaded" (distill's teacher, +replay and
+each update, and ``+oracle`` places any of them (``InjectRequest.seen``). What a method derives from "the model as loaded" (distill's teacher, +replay and
 +anchor's texts, +delia's self-samples) comes from the frozen base model, loaded beside the one
 being trained for such methods only (their spec ``reads_model``). ``<m>+retrain`` is the
 baseline a user compares with: at each update it retrains ``m`` from the base model on every
@@ -129,18 +129,18 @@ def stream_summary(matrix: list[list[dict[str, float]]], costs: list[dict[str, f
     update i on update j's probes) and each update's cost:
 
     - ``stream.final.<metric>``: the mean over updates of the final model's value (each update
-      weighs the same);
-    - ``stream.forgetting.<metric>``: the mean over updates j < K of (the best value on j after
-      any update i < K, i >= j) minus (the final value on j); > 0 is knowledge lost;
+      weighs the same; an update without probes of the metric's kind is left out);
+    - ``stream.forgetting.<metric>``: the mean over updates j < K (with such probes) of (the best
+      value on j after any update i < K, i >= j) minus (the final value on j); > 0 is knowledge lost;
     - ``stream.cumulative_<cost>``: a cost summed over the updates.
     """
     k = len(matrix)
     out: dict[str, float] = {}
-    for key in matrix[-1][0]:
-        final = [matrix[-1][j][key] for j in range(k)]
-        out[f"stream.final.{key}"] = sum(final) / k
-        if k > 1:
-            lost = [max(matrix[i][j][key] for i in range(j, k - 1)) - matrix[-1][j][key] for j in range(k - 1)]
+    for key in dict.fromkeys(key for row in matrix[-1] for key in row):
+        held = [j for j in range(k) if key in matrix[-1][j]]  # the updates with probes of that kind
+        out[f"stream.final.{key}"] = sum(matrix[-1][j][key] for j in held) / len(held)
+        lost = [max(matrix[i][j][key] for i in range(j, k - 1)) - matrix[-1][j][key] for j in held if j < k - 1]
+        if lost:
             out[f"stream.forgetting.{key}"] = sum(lost) / len(lost)
     for key in costs[0]:
         out[f"stream.cumulative_{key}"] = float(sum(c[key] for c in costs))

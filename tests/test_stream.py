@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,42 @@ def test_summary_final_accuracy_forgetting_and_cumulative_cost():
     assert out["stream.final.mcq.acc"] == pytest.approx((0.5 + 0.7 + 0.6) / 3)
     assert out["stream.forgetting.mcq.acc"] == pytest.approx(((0.8 - 0.5) + (0.9 - 0.7)) / 2)
     assert out["stream.cumulative_train_seconds"] == 60.0
+
+
+def test_summary_leaves_out_the_updates_without_a_kind():
+    matrix = [[{"qa.accuracy": 0.4, "mcq.acc": 0.8}],
+              [{"qa.accuracy": 0.2, "mcq.acc": 0.6}, {"qa.accuracy": 0.9}]]  # update 2 has no MCQ probe
+    out = stream_summary(matrix, [{"train_seconds": 1.0}] * 2)
+    assert out["stream.final.mcq.acc"] == pytest.approx(0.6) and out["stream.forgetting.mcq.acc"] == pytest.approx(.2)
+    assert out["stream.final.qa.accuracy"] == pytest.approx((0.2 + 0.9) / 2)
+
+
+def test_a_context_covers_every_update_so_far(monkeypatch):
+    from kinject.methods import oracle, rag
+    from kinject.methods.registry import Injected, InjectRequest
+
+    first, second = split_updates(_corpus(4), StreamConfig(updates=2), seed=0)
+    cfg = load_config(None, [])
+    req = InjectRequest(None, second, cfg, 0, Path("unused"), history=(first,))
+    assert [d.id for d in req.seen.documents] == ["d0", "d1", "d2", "d3"] and len(req.seen.probes) == 4
+    assert InjectRequest(None, first, cfg, 0, Path("unused")).seen is first
+    indexed = []
+    monkeypatch.setattr(rag, "open_retriever", lambda docs, *a: (indexed.extend(d.id for d in docs), 0.0))
+    monkeypatch.setattr(rag, "RetrievalContext", lambda *a: None)
+    monkeypatch.setattr(rag, "describe", lambda *a: {})
+    rag.with_retrieval(Injected(model=None, tokenizer=None), req)
+    assert indexed == ["d0", "d1", "d2", "d3"]  # the index holds update 1's documents too
+    gold = oracle.with_gold_document(Injected(model=None, tokenizer=None), req).context
+    assert set(gold.documents) == {"d0", "d1", "d2", "d3"}
+
+
+def test_a_stream_refuses_a_prebuilt_index_and_a_distributed_launch(tiny_model_dir, tmp_path, monkeypatch):
+    args = [f"model={tiny_model_dir}", *TINY_WORLD, "stream.updates=2", "methods=[ft+rag]"]
+    with pytest.raises(UserError, match=r"retrieval\.index .*: a prebuilt index holds every update's documents"):
+        bench.check_run(load_config(None, [*args, f"retrieval.index={tmp_path}"]))
+    monkeypatch.setattr(bench, "world_size", lambda: 2)
+    with pytest.raises(UserError, match=r"stream\.updates=2: a stream runs in one process"):
+        bench.check_run(load_config(None, args))
 
 
 def test_a_stream_bench_with_the_retrain_baseline_and_rag(tiny_model_dir, tmp_path):

@@ -45,7 +45,7 @@ def check_oracle(corpus: Corpus, cfg: RunConfig) -> None:
 @register_modifier("oracle", "with each probe's own source document before it (no retrieval: the ceiling of "
                    "rag and of a context-distillation teacher)", check=check_oracle)
 def with_gold_document(injected: Injected, req: InjectRequest) -> Injected:
-    return dataclasses.replace(injected, context=GoldDocumentContext(req.corpus),
+    return dataclasses.replace(injected, context=GoldDocumentContext(req.seen),
                                info={**injected.info, "context": "gold source document"})
 
 

@@ -55,6 +55,17 @@ class InjectRequest:
     history: tuple[Corpus, ...] = ()
 
     @property
+    def seen(self) -> Corpus:
+        """Every update so far as one corpus (``corpus`` itself outside a stream): what a context
+        placed before the questions draws on (retrieval's index, the gold documents), and what
+        ``+retrain`` trains on."""
+        if not self.history:
+            return self.corpus
+        from kinject.stream import join_updates
+
+        return join_updates((*self.history, self.corpus), f"{self.corpus.name}+earlier")
+
+    @property
     def source(self) -> LoadedModel:
         """The model targets and samples come from: ``frozen`` in a stream, else ``loaded``."""
         return self.frozen or self.loaded

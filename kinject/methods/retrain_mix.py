@@ -12,7 +12,6 @@ from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.methods.registry import InjectRequest, register_training_mix
 from kinject.models import load_model
-from kinject.stream import join_updates
 
 
 def check_retrain(corpus: Corpus, cfg: RunConfig) -> None:
@@ -26,5 +25,4 @@ def check_retrain(corpus: Corpus, cfg: RunConfig) -> None:
 def from_the_base(req: InjectRequest) -> InjectRequest:
     if not req.history:
         return req
-    everything = join_updates((*req.history, req.corpus), f"{req.corpus.name}+earlier")
-    return dataclasses.replace(req, loaded=load_model(req.cfg.model, req.cfg.model_dtype), corpus=everything)
+    return dataclasses.replace(req, loaded=load_model(req.cfg.model, req.cfg.model_dtype), corpus=req.seen, history=())
