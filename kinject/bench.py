@@ -222,9 +222,8 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k]) for k in own
                if any(r["kind"] == k for r in samples)}  # a kind with no probe gets no figure
     write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", [*samples, *general_records])
-    if cfg.save_models and any(c["train_steps"] for c in costs):
-        save_injected(injected.model, injected.tokenizer, out / "models" / cell_name(method, seed), cfg.model,
-                      merged=cfg.save_merged)
+    if cfg.save_models and any(c["train_steps"] for c in costs):  # whole: each update's LoRA adapter was merged
+        save_injected(current.model, current.tokenizer, out / "models" / cell_name(method, seed), cfg.model)
     shutil.rmtree(partial, ignore_errors=True)
     metrics = {**flatten_metrics({**by_kind, **final}), **stream_summary(matrix, costs)}
     cost = {k: sum(c[k] for c in costs) for k in costs[0]}

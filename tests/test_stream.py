@@ -176,3 +176,11 @@ def test_a_stream_stopped_mid_way_resumes_at_the_next_update_and_matches_an_unin
     assert resumed["stream"]["matrix"] == whole["stream"]["matrix"]
     assert untimed(resumed["metrics"]) == untimed(whole["metrics"]) and "qa.accuracy" in resumed["metrics"]
     assert not partial.exists()
+
+
+def test_a_lora_stream_saves_its_final_model_whole(tiny_model_dir, tmp_path):
+    cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "stream.updates=2", "methods=[ft]",
+                             "train.mode=lora", "save_models=true", "eval.kinds=[qa]"])
+    bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
+    saved = tmp_path / "run" / "models" / "ft-seed0"
+    assert (saved / "config.json").is_file() and not (saved / "adapter_config.json").exists()  # both adapters merged
