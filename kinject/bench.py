@@ -225,7 +225,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     if cfg.save_models and any(c["train_steps"] for c in costs):  # whole: each update's LoRA adapter was merged
         save_injected(current.model, current.tokenizer, out / "models" / cell_name(method, seed), cfg.model)
     shutil.rmtree(partial, ignore_errors=True)
-    metrics = {**flatten_metrics({**by_kind, **final}), **stream_summary(matrix, costs)}
+    metrics = {**flatten_metrics({**by_kind, **final}), **stream_summary(matrix, costs, injected.info)}
     cost = {k: sum(c[k] for c in costs) for k in costs[0]}
     stream = {"split": cfg.stream.split,
               "updates": [{"documents": len(u.documents), "probes": len(u.probes)} for u in updates],

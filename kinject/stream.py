@@ -17,11 +17,11 @@ Each probe goes with its ``doc_id``'s update.
 
 What carries over between updates: the trained weights (a LoRA adapter is merged before the next
 update trains a fresh one). Retrieval (``+rag``) indexes every document seen so far, rebuilt at
-each update, and ``+oracle`` places any of them (``InjectRequest.seen``). What a method derives from "the model as loaded" (distill's teacher, +replay and
-+anchor's texts, +delia's self-samples) comes from the frozen base model, loaded beside the one
-being trained for such methods only (their spec ``reads_model``). ``<m>+retrain`` is the
-baseline a user compares with: at each update it retrains ``m`` from the base model on every
-update so far.
+each update, and ``+oracle`` places any of them (``InjectRequest.seen``). What a method derives
+from "the model as loaded" (distill's teacher, +replay and +anchor's texts, +delia's
+self-samples) comes from the frozen base model, loaded beside the one being trained for such
+methods only (their spec ``reads_model``). ``<m>+retrain`` is the baseline a user compares with:
+at each update it retrains ``m`` from the base model on every update so far.
 """
 
 from __future__ import annotations
@@ -39,6 +39,11 @@ from kinject.errors import UserError
 from kinject.evaluation.metrics import mean, stderr
 
 SPLITS = ("order", "shuffled", "date")
+# What a method spends before it can answer, per update (seconds, from each update's cost).
+PREPARATION_COSTS = ("train_seconds", "generation_seconds", "teacher_seconds", "index_seconds")
+# Paid once for the whole stream, not per update (seconds, from a method's info): LaPael's
+# paraphraser training, which its authors reuse for every knowledge update.
+ONE_TIME_INFO = ("paraphraser_train_seconds",)
 
 
 @dataclass
@@ -124,15 +129,18 @@ def join_updates(parts: Sequence[Corpus], name: str) -> Corpus:
         paraphrases={k: v for c in parts for k, v in c.paraphrases.items()})
 
 
-def stream_summary(matrix: list[list[dict[str, float]]], costs: list[dict[str, float]]) -> dict[str, float]:
+def stream_summary(matrix: list[list[dict[str, float]]], costs: list[dict[str, float]],
+                   info: dict[str, Any] | None = None) -> dict[str, float]:
     """``stream.*`` metrics from the accuracy matrix (``matrix[i][j]``: flattened metrics after
-    update i on update j's probes) and each update's cost:
+    update i on update j's probes), each update's cost and the method's info (its one-time costs):
 
     - ``stream.final.<metric>``: the mean over updates of the final model's value (each update
       weighs the same; an update without probes of the metric's kind is left out);
     - ``stream.forgetting.<metric>``: the mean over updates j < K (with such probes) of (the best
       value on j after any update i < K, i >= j) minus (the final value on j); > 0 is knowledge lost;
-    - ``stream.cumulative_<cost>``: a cost summed over the updates.
+    - ``stream.cumulative_<cost>``: a cost summed over the updates;
+    - ``stream.one_time_seconds``: what the method paid once for every update (:data:`ONE_TIME_INFO`);
+    - ``stream.total_preparation_seconds``: that plus the :data:`PREPARATION_COSTS` of every update.
     """
     k = len(matrix)
     out: dict[str, float] = {}
@@ -144,6 +152,9 @@ def stream_summary(matrix: list[list[dict[str, float]]], costs: list[dict[str, f
             out[f"stream.forgetting.{key}"] = sum(lost) / len(lost)
     for key in costs[0]:
         out[f"stream.cumulative_{key}"] = float(sum(c[key] for c in costs))
+    once = float(sum((info or {}).get(key, 0.0) for key in ONE_TIME_INFO))
+    out["stream.one_time_seconds"] = once
+    out["stream.total_preparation_seconds"] = once + sum(c.get(key, 0.0) for c in costs for key in PREPARATION_COSTS)
     return out
 
 

@@ -67,6 +67,9 @@ def test_summary_final_accuracy_forgetting_and_cumulative_cost():
     assert out["stream.final.mcq.acc"] == pytest.approx((0.5 + 0.7 + 0.6) / 3)
     assert out["stream.forgetting.mcq.acc"] == pytest.approx(((0.8 - 0.5) + (0.9 - 0.7)) / 2)
     assert out["stream.cumulative_train_seconds"] == 60.0
+    assert out["stream.one_time_seconds"] == 0.0 and out["stream.total_preparation_seconds"] == 60.0
+    once = stream_summary(matrix, costs, {"paraphraser_train_seconds": 900.0, "texts": 4})
+    assert once["stream.one_time_seconds"] == 900.0 and once["stream.total_preparation_seconds"] == 960.0
 
 
 def test_summary_leaves_out_the_updates_without_a_kind():

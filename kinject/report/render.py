@@ -201,6 +201,8 @@ STREAM_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("teacher s (sum)", "stream.cumulative_teacher_seconds", "{:.0f}"),
     ("generation s (sum)", "stream.cumulative_generation_seconds", "{:.0f}"),
     ("index s (sum)", "stream.cumulative_index_seconds", "{:.1f}"),
+    ("one-time s", "stream.one_time_seconds", "{:.0f}"),
+    ("total s", "stream.total_preparation_seconds", "{:.0f}"),
 )
 
 
