@@ -39,6 +39,14 @@ def test_per_seed_runs_merge_and_a_shared_method_is_named_by_its_run(tmp_path, c
     assert "seeds: 0, 1" in out
 
 
+def test_runs_of_disjoint_seeds_merge_under_the_method_s_name(tmp_path, capsys):
+    first = _run(tmp_path / "plain", {"ft": {0: .2}, "rag": {0: .8}})
+    second = _run(tmp_path / "plain-w2", {"ft": {1: .4}, "rag": {1: .6}})
+    assert main(["compare", str(first), str(second), "--pair", "rag,ft", "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| ft | 0.300 ± 0.100 |" in out and "| rag vs ft | +0.400 ± 0.200 |" in out and "plain-w2/" not in out
+
+
 def test_runs_on_different_corpora_for_one_seed_are_refused(tmp_path, capsys):
     a = _run(tmp_path / "a", {"ft": {0: .2}})
     b = _run(tmp_path / "b", {"lapael": {0: .3}}, corpus="other")

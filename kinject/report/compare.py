@@ -2,10 +2,12 @@
 differences between any two of the methods they hold.
 
 A comparison across runs is fair only on the same worlds, so every seed two runs share must have
-been run on the same corpus (``data.hash`` of results.json). A method name that several runs hold
-(``lapael`` in a run with the learned mask and in one with ``lapael.mask=oracle``) is labelled by
-its run directory's name, ``<dir name>/<method>``, in every run, so that per-seed directories
-(``s0/main``, ``s1/main``) merge into one ``main/lapael``.
+been run on the same corpus (``data.hash`` of results.json). A method that runs hold on disjoint
+seeds (``ft`` in a run of seeds 1000-1001 and in one of seeds 1002-1003) merges under its name. A
+method name that two runs hold for the same seed (``lapael`` in a run with the learned mask and in
+one with ``lapael.mask=oracle``) is labelled by its run directory's name, ``<dir name>/<method>``,
+in every run, so that per-seed directories (``s0/main``, ``s1/main``) merge into one
+``main/lapael``.
 """
 
 from __future__ import annotations
@@ -25,18 +27,21 @@ def merge_runs(dirs: list[Path]) -> dict[str, dict[int, dict[str, Any]]]:
     runs = [(d, read_results(d)) for d in dirs]
     hashes: dict[str, tuple[Path, str]] = {}
     holders: dict[str, set[str]] = {}
+    seeds_held: dict[str, list[str]] = {}  # every (run, seed) holding the method, a seed once per run
     for d, results in runs:
         for seed, digest in results["data"]["hash"].items():
             first = hashes.setdefault(seed, (d, digest))
             if first[1] != digest:
                 raise UserError(f"{first[0]} and {d} ran seed {seed} on different corpora "
                                 f"(data hash {first[1]} against {digest}): they cannot be compared")
-        for name in results["methods"]:
+        for name, entry in results["methods"].items():
             holders.setdefault(name, set()).add(d.name)
+            seeds_held.setdefault(name, []).extend(entry["per_seed"])
+    shared = {name for name, seeds in seeds_held.items() if len(set(seeds)) < len(seeds)}
     cells: dict[str, dict[int, dict[str, Any]]] = {}
     for d, results in runs:
         for name, entry in results["methods"].items():
-            label = name if len(holders[name]) == 1 else f"{d.name}/{name}"
+            label = f"{d.name}/{name}" if name in shared and len(holders[name]) > 1 else name
             for seed, cell in entry["per_seed"].items():
                 if int(seed) in cells.setdefault(label, {}):
                     raise UserError(f"{d}: {label} seed {seed} is held by another of the runs too")
