@@ -73,6 +73,27 @@ def test_anchor_scores_a_given_text_at_its_own_tokens_with_the_weight(tiny, tmp_
     assert batch["distill_weight"].tolist() == [0.5, 1.0]
 
 
+def test_replay_of_a_given_text_trains_its_tokens_without_asking_the_model(tiny, tmp_path):
+    texts = tmp_path / "t.jsonl"
+    texts.write_text(json.dumps({"text": "The kettle boils water quickly and quietly every morning."}) + "\n")
+    cfg = ReplayConfig(source=str(texts), max_tokens=5)
+    scored, _ = Replay(cfg, loss="forward_kl", top_k=4).texts(tiny, "tiny", 1, None, progress=False)
+
+    class Untouchable:
+        tokenizer = tiny.tokenizer
+
+        @property
+        def model(self):
+            raise AssertionError("+replay on a given text asked the model")
+
+    rows, info = Replay(cfg, loss="ce", top_k=4).texts(Untouchable(), "tiny", 2, None, progress=False)
+    assert len(rows) == 2 and info["cost"]["requests"] == 0 and info["cost"]["completion_tokens"] == 0
+    assert rows[0].prompt_ids == scored[0].prompt_ids and rows[0].answer_ids == scored[0].answer_ids
+    assert rows[0].loss == "ce"
+    batch = _Collator(tiny.tokenizer.pad_token_id)(training_rows(tiny.tokenizer, [rows[0], scored[0]], 32))
+    assert batch["distill_form"].tolist() == [DISTILL_FORMS.index("ce"), DISTILL_FORMS.index("forward_kl")]
+
+
 def test_replay_and_anchor_in_a_bench_beside_ft(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
     cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "replay.max_tokens=4", "replay.ratio=0.5",

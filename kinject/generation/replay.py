@@ -23,7 +23,8 @@ every run seed. ``+replay`` trains them with the next-token loss on the continua
 tokens; ``+anchor`` instead trains, at the same tokens, the KL from the frozen model's top
 ``anchor.top_k`` next-token distributions (forward KL, as ``distill``), each position's loss
 times ``anchor.weight``: a penalty that keeps the model's distributions on general text where
-they were. What the frozen model read and wrote for them counts as teacher cost.
+they were. What the frozen model read and wrote for them counts as teacher cost (``+replay`` on a
+given text asks it nothing: the text's own tokens are its targets).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from kinject.distill.config import DistillConfig
 from kinject.distill.teacher import TeacherPrompt, teacher_targets
 from kinject.errors import UserError
 from kinject.generation.cache import GenerationCost
-from kinject.training.trainer import TrainText
+from kinject.training.trainer import Distilled, TrainText
 
 BUILTIN_PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
 
@@ -120,6 +121,14 @@ def split_text(text: str) -> TeacherPrompt:
     return TeacherPrompt(head, head, space + rest if rest else "")
 
 
+def given_text_row(tokenizer, prompt: TeacherPrompt, settings: DistillConfig) -> Distilled:
+    """``+replay``'s row for a given text: the next-token loss on the first ``max_new_tokens``
+    tokens of its answer after its prompt, the same ids a scored row trains, with no teacher."""
+    answer = tokenizer(prompt.answer, add_special_tokens=False).input_ids[: settings.max_new_tokens]
+    return Distilled(tuple(tokenizer(prompt.student).input_ids), tuple(answer), ((-1,),) * len(answer),
+                     ((0.0,),) * len(answer), "ce")
+
+
 @dataclass
 class Replay:
     """What ``+replay`` (``loss="ce"``) or ``+anchor`` (``loss="forward_kl"``, ``weight``) mixes in."""
@@ -153,9 +162,12 @@ class Replay:
             random.Random(cfg.seed).shuffle(texts)
             cycled = [texts[i % len(texts)] for i in range(wanted)]  # a small corpus is mixed in again
             prompts = [p for p in map(split_text, cycled) if p.answer]
-            got = teacher_targets(loaded.model, loaded.tokenizer, prompts, settings, model_key, cache, progress,
-                                  weight=self.weight)
-            rows, cost = got.rows, got.cost
+            if self.loss == "ce":  # the text's own tokens are the targets: nothing to ask the frozen model
+                rows = [given_text_row(loaded.tokenizer, p, settings) for p in prompts]
+            else:
+                got = teacher_targets(loaded.model, loaded.tokenizer, prompts, settings, model_key, cache, progress,
+                                      weight=self.weight)
+                rows, cost = got.rows, got.cost
         info = {"source": cfg.source, "wanted": wanted, "mixed": len(rows), "loss": self.loss,
                 "weight": self.weight, "cost": cost.to_dict()}
         return list(rows), info
