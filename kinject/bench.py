@@ -196,7 +196,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
         update = updates[i]
         _seed_everything(seed * 1000 + i)
         req = InjectRequest(current, update, cfg, seed, out / "models" / cell_name(method, seed) / f"update{i + 1}",
-                            frozen=frozen, history=tuple(updates[:i]))
+                            frozen=frozen, history=tuple(updates[:i]), stream_corpus=corpus)
         injected = spec.fn(req)  # a context (+rag, +oracle) covers every update so far: InjectRequest.seen
         eval_start = time.perf_counter()
         row = []

@@ -187,3 +187,45 @@ def test_a_lora_stream_saves_its_final_model_whole(tiny_model_dir, tmp_path):
     bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
     saved = tmp_path / "run" / "models" / "ft-seed0"
     assert (saved / "config.json").is_file() and not (saved / "adapter_config.json").exists()  # both adapters merged
+
+
+def test_qa_demonstrations_in_a_stream_stay_clear_of_every_updates_probes(tmp_path):
+    from kinject.config import RunConfig
+    from kinject.data.schema import Fact
+    from kinject.methods.qa_mix import with_demonstrations
+    from kinject.methods.registry import InjectRequest
+
+    corpus = _corpus(2)
+    corpus.probes = [Probe("p0", "qa", "Where is d0?", ["Paris"], doc_id="d0"),
+                     Probe("p1", "qa", "Where is d1?", ["Lyon"], doc_id="d1")]
+    corpus.train_facts = [Fact(f"t{i}", "t", f"Office {i} is in {c}.", c) for i, c in enumerate(("Paris", "Nice"))]
+    corpus.train_qa = [Probe(f"q{i}", "qa", f"Where is office {i}?", [c], fact_id=f"t{i}")
+                       for i, c in enumerate(("Paris", "Nice"))]
+    first, second = split_updates(corpus, StreamConfig(updates=2), seed=0)
+    cfg = RunConfig()
+    cfg.qa.ratio = None  # every usable pair
+    alone = with_demonstrations(InjectRequest(None, second, cfg, 0, tmp_path)).demonstrations
+    assert alone.info["usable"] == 2  # update 2 alone would teach update 1's answer
+    in_stream = with_demonstrations(InjectRequest(None, second, cfg, 0, tmp_path, history=(first,),
+                                                  stream_corpus=corpus)).demonstrations
+    assert in_stream.info["usable"] == 1 and in_stream.info["dropped"] == {"answer": 1}
+    assert all("Paris" not in text for text in map(str, in_stream.pairs))
+
+
+def test_retrain_prepares_before_the_other_mixes_wherever_it_stands(tiny_model_dir, tmp_path, monkeypatch):
+    from kinject.methods import get_method, registry
+
+    received = []
+    monkeypatch.setitem(registry._REGISTRY, "record", registry.MethodSpec("record", received.append, "records"))
+    cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "stream.updates=2", "qa.ratio=0.3"])
+    corpus = bench.load_corpus(cfg.data, 0)
+    first, second = split_updates(corpus, cfg.stream, 0)
+    spec = get_method("record+retrain+qa")
+    assert spec.name == "record+retrain+qa"
+    spec.fn(registry.InjectRequest(bench.load_model(cfg.model, cfg.model_dtype), second, cfg, 0, tmp_path,
+                                   history=(first,), stream_corpus=corpus))
+    req = received[0]
+    assert [d.id for d in req.corpus.documents] == [d.id for d in corpus.documents] and not req.history
+    # +qa counted its demonstrations on every update so far, as in record+qa+retrain
+    assert round(0.3 * len(corpus.facts)) != round(0.3 * len(second.facts))
+    assert req.demonstrations.info["demonstrations"] == round(0.3 * len(corpus.facts))

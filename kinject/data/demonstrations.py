@@ -168,14 +168,17 @@ class ProbeFootprint:
         return None
 
 
-def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int) -> Demonstrations:
-    """The demonstrations (and, with ``qa.documents``, their sources) one run trains on."""
+def select_demonstrations(corpus: Corpus, cfg: QAConfig, seed: int, clear_of: Corpus | None = None
+                          ) -> Demonstrations:
+    """The demonstrations (and, with ``qa.documents``, their sources) one run trains on:
+    ``qa.ratio`` per fact of ``corpus``, none touching the probes, documents or subjects of
+    ``clear_of`` (default ``corpus``; in a stream, every update's)."""
     check_qa_config(cfg)
     pairs, sources = _candidates(corpus, cfg.source)
     if not pairs:
         raise UserError(f"qa.source {cfg.source!r}: corpus {corpus.name!r} has no QA pairs apart from its probes "
                         "(give a QA JSONL)")
-    footprint = ProbeFootprint(corpus)
+    footprint = ProbeFootprint(clear_of or corpus)
     header = qa_header(corpus.instruction, corpus.fewshot) if cfg.header else ""
     header_answers = {_key(a) for _, a in corpus.fewshot} if cfg.header else set()
     kept: list[Probe] = []

@@ -22,4 +22,6 @@ def check_qa(corpus: Corpus, cfg: RunConfig) -> None:
                        "(qa.mode before | mixed | after; qa.loss answer | all; qa.header true | false: behind the "
                        "evaluation's few-shot header or bare; defaults first)", check=check_qa)
 def with_demonstrations(req: InjectRequest) -> InjectRequest:
-    return dataclasses.replace(req, demonstrations=select_demonstrations(req.corpus, req.cfg.qa, req.seed))
+    # in a stream, clear of every update's probes, not only this update's (a run of the whole corpus is)
+    chosen = select_demonstrations(req.corpus, req.cfg.qa, req.seed, clear_of=req.stream_corpus)
+    return dataclasses.replace(req, demonstrations=chosen)

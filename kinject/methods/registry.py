@@ -40,8 +40,10 @@ class InjectRequest:
     ``self_samples``, set by ``+delia``, are mixed in with them; ``replay``, set by ``+replay`` and
     ``+anchor``, says what general text to mix in and with which loss. In a stream (``stream.updates``
     > 1) ``loaded`` is the model the earlier updates produced, ``history`` holds those updates'
-    corpora, and ``frozen`` is the base model, from which a method derives what it derives from
-    "the model as loaded" (a teacher's targets, replay texts, self-samples); see :attr:`source`."""
+    corpora, ``frozen`` is the base model, from which a method derives what it derives from
+    "the model as loaded" (a teacher's targets, replay texts, self-samples; see :attr:`source`),
+    and ``stream_corpus`` is the corpus of every update, past and future: what ``+qa``'s
+    demonstrations must stay clear of, as in a run of the whole corpus at once."""
 
     loaded: LoadedModel
     corpus: Corpus
@@ -53,6 +55,7 @@ class InjectRequest:
     replay: tuple[Replay, ...] = ()
     frozen: LoadedModel | None = None
     history: tuple[Corpus, ...] = ()
+    stream_corpus: Corpus | None = None
 
     @property
     def seen(self) -> Corpus:
@@ -127,7 +130,9 @@ class Modifier:
     its request before a training method runs (demonstrations: ``+qa``); exactly one is set.
     ``places_context``: the wrap puts text before each question (``+rag``, ``+oracle``: at most one
     per method); ``needs_training``: a wrap that only makes sense on a method that trains
-    (``+wise``); ``reads_model``: see :class:`MethodSpec`."""
+    (``+wise``); ``reads_model``: see :class:`MethodSpec`; ``prepares_first``: a training mix that
+    replaces the request's model and corpus (``+retrain``), so it prepares before the other mixes,
+    which read them, wherever it stands in the name."""
 
     name: str
     description: str
@@ -137,6 +142,7 @@ class Modifier:
     reads_model: bool = False
     places_context: bool = False
     needs_training: bool = False
+    prepares_first: bool = False
 
 
 _REGISTRY: dict[str, MethodSpec] = {}
@@ -172,10 +178,12 @@ def register_modifier(name: str, description: str, check: CheckFn | None = None,
 
 
 def register_training_mix(name: str, description: str, check: CheckFn | None = None,
-                          reads_model: bool = False) -> Callable[[PrepareFn], PrepareFn]:
+                          reads_model: bool = False, prepares_first: bool = False
+                          ) -> Callable[[PrepareFn], PrepareFn]:
     """Register ``prepare(request) -> request``, applied before any method that trains."""
     def deco(prepare: PrepareFn) -> PrepareFn:
-        _add_modifier(Modifier(name, description, check, prepare=prepare, reads_model=reads_model))
+        _add_modifier(Modifier(name, description, check, prepare=prepare, reads_model=reads_model,
+                               prepares_first=prepares_first))
         return prepare
 
     return deco
@@ -220,10 +228,23 @@ def register_composite(name: str, inner: str, modifier: str, description: str) -
     _REGISTRY[name] = dataclasses.replace(spec, name=name, description=description)
 
 
+def _prepare_order(name: str) -> str:
+    """``name`` with its ``prepares_first`` mixes moved behind the last other training mix: the
+    outermost preparation runs first (``ft+retrain+qa`` composes as ``ft+qa+retrain``)."""
+    parts = name.split("+")
+    first = [p for p in parts[1:] if p in _MODIFIERS and _MODIFIERS[p].prepares_first]
+    rest = [p for p in parts if p not in first]
+    last_mix = max((i for i, p in enumerate(rest) if i and p in _MODIFIERS and _MODIFIERS[p].prepare), default=0)
+    return "+".join(rest[: last_mix + 1] + first + rest[last_mix + 1:])
+
+
 def get_method(name: str) -> MethodSpec:
     """The spec for a registered name or a composition ``<method>+<modifier>``."""
     if name in _REGISTRY:
         return _REGISTRY[name]
+    ordered = _prepare_order(name)
+    if ordered != name:
+        return dataclasses.replace(get_method(ordered), name=name)
     inner, plus, mod = name.rpartition("+")
     if plus and mod in _MODIFIERS and inner:
         if mod in inner.split("+"):

@@ -1,6 +1,7 @@
 """``+retrain``: in a stream of updates, the baseline of retraining from the base model on every
 update so far at each update (``ft+retrain``, ``ft-para+retrain``); its cost grows with the
-stream. See :mod:`kinject.stream`.
+stream. It prepares before any other training mix, wherever it stands in the name
+(``ft+retrain+qa``'s demonstrations are counted on every update so far). See :mod:`kinject.stream`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def check_retrain(corpus: Corpus, cfg: RunConfig) -> None:
 
 @register_training_mix("retrain", "in a stream (stream.updates > 1), retrained from the base model on every update "
                        "so far at each update: the baseline a sequential method is compared with",
-                       check=check_retrain)
+                       check=check_retrain, prepares_first=True)
 def from_the_base(req: InjectRequest) -> InjectRequest:
     if not req.history:
         return req
