@@ -42,6 +42,7 @@ from kinject.data.schema import Corpus
 from kinject.errors import UserError
 from kinject.evaluation.drift import BaseReference
 from kinject.evaluation.runner import CORPUS_KINDS, evaluate, summarise
+from kinject.generation.cache import pay_once
 from kinject.hardware import (
     dtype_name,
     is_main_process,
@@ -175,12 +176,14 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     After each update but the last, the model and the records so far are kept under
     ``models/<cell>/partial`` (one process only), so a cell stopped mid-stream resumes at the next
     update; each update seeds everything from the seed and its number, so a resumed stream trains
-    as an uninterrupted one. The partial state is removed when the cell is written."""
+    as an uninterrupted one. The partial state is removed when the cell is written. A generated
+    or teacher item used again at a later update (``+anchor``'s texts, ``+retrain``'s targets of
+    earlier updates) costs its tokens and seconds once over the stream (:func:`pay_once`)."""
     start = time.perf_counter()
     spec = get_method(method)
     updates = split_updates(corpus, cfg.stream, seed)
     partial = out / "models" / cell_name(method, seed) / "partial"
-    state: dict[str, list] = {"matrix": [], "general": [], "cost": [], "info": []}
+    state: dict[str, list] = {"matrix": [], "general": [], "cost": [], "info": [], "paid": []}
     if world_size() == 1 and (partial / "state.json").is_file():  # resumed: the last kept update's model
         state = read_json(partial / "state.json")
         kept = load_model(str(partial / "model"), cfg.model_dtype)
@@ -197,7 +200,10 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
         _seed_everything(seed * 1000 + i)
         req = InjectRequest(current, update, cfg, seed, out / "models" / cell_name(method, seed) / f"update{i + 1}",
                             frozen=frozen, history=tuple(updates[:i]), stream_corpus=corpus)
-        injected = spec.fn(req)  # a context (+rag, +oracle) covers every update so far: InjectRequest.seen
+        paid = set(state.get("paid", []))  # generated and teacher items already counted in an earlier update
+        with pay_once(paid):
+            injected = spec.fn(req)  # a context (+rag, +oracle) covers every update so far: InjectRequest.seen
+        state["paid"] = sorted(paid)
         eval_start = time.perf_counter()
         row = []
         for j, earlier in enumerate(updates[: i + 1]):

@@ -290,3 +290,21 @@ def test_the_grounded_filter_keeps_answers_found_in_the_context_and_every_contin
     assert not grounded_rows(TeacherTargets(rows=[row(" Emery Port")], asked=[0]), prompts, contexts, tiny.tokenizer)
     # in the document, but the question's own words: dropped
     assert not grounded_rows(TeacherTargets(rows=[row(" Ada")], asked=[0]), prompts, contexts, tiny.tokenizer)
+
+
+def test_within_one_ledger_a_teacher_target_costs_its_tokens_once(tiny, tmp_path):
+    from kinject.generation.cache import pay_once
+
+    prompts = [TeacherPrompt("Once upon a time", "Once upon a time")]
+    cfg = DistillConfig(max_new_tokens=3, top_k=2)
+    alone = teacher_targets(tiny.model, tiny.tokenizer, prompts, cfg, "tiny", tmp_path, progress=False)
+    ledger: set[str] = set()
+    with pay_once(ledger):  # as a stream's updates: the second use is already paid
+        first = teacher_targets(tiny.model, tiny.tokenizer, prompts, cfg, "tiny", tmp_path, progress=False)
+        again = teacher_targets(tiny.model, tiny.tokenizer, prompts, cfg, "tiny", tmp_path, progress=False)
+    assert first.cost.completion_tokens == alone.cost.completion_tokens > 0
+    assert first.cost.seconds == alone.cost.seconds > 0
+    assert again.cost.completion_tokens == again.cost.prompt_tokens == 0 and again.cost.seconds == 0
+    assert again.cost.requests == 1 and again.rows == first.rows and len(ledger) == 1
+    outside = teacher_targets(tiny.model, tiny.tokenizer, prompts, cfg, "tiny", tmp_path, progress=False)
+    assert outside.cost.completion_tokens == alone.cost.completion_tokens  # no ledger: every use counts

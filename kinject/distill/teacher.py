@@ -32,7 +32,7 @@ from transformers import LogitsProcessor, LogitsProcessorList
 
 from kinject.distill.config import DistillConfig
 from kinject.evaluation.lm import newline_ids
-from kinject.generation.cache import GenerationCost, read_cached, write_cached
+from kinject.generation.cache import GenerationCost, first_use, read_cached, write_cached
 from kinject.generation.generators import content_seed
 from kinject.hardware import on_main_process
 from kinject.training.trainer import Distilled, pad_left, pad_right
@@ -189,7 +189,7 @@ def teacher_targets(model, tokenizer, prompts: Sequence[TeacherPrompt], cfg: Dis
                                                       stop_at_newline))
     cost = result.cost
     cost.requests, cost.cached = len(prompts), len(prompts) - missing
-    for k in dict.fromkeys(keys):
+    for k in filter(first_use, dict.fromkeys(keys)):
         cost.prompt_tokens += found[k]["prompt_tokens"]
         cost.completion_tokens += len(found[k]["answer_ids"])
         cost.seconds += found[k]["seconds"]

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,33 @@ class GenerationCost:
         """Count ``other``'s requests, tokens and seconds in this one."""
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
+
+
+_LEDGER: ContextVar[set[str] | None] = ContextVar("kinject_paid_keys", default=None)
+
+
+@contextmanager
+def pay_once(ledger: set[str]) -> Iterator[None]:
+    """Within it, a generated or teacher item's tokens and seconds count only the first time
+    ``ledger`` meets its key, and the key is added. A stream's updates share one ledger: what is
+    derived from the frozen model again at a later update (``+anchor``'s texts, ``+retrain``'s
+    paraphrases of earlier updates) was paid once, as a user who keeps the cache pays it."""
+    token = _LEDGER.set(ledger)
+    try:
+        yield
+    finally:
+        _LEDGER.reset(token)
+
+
+def first_use(key: str) -> bool:
+    """Whether ``key``'s cost counts: always outside :func:`pay_once`; inside, the first time."""
+    ledger = _LEDGER.get()
+    if ledger is None:
+        return True
+    if key in ledger:
+        return False
+    ledger.add(key)
+    return True
 
 
 def generation_cache(enabled: bool) -> Path | None:
@@ -75,8 +104,8 @@ def cached_sample(generator: Generator, requests: list[Messages], n: int, cache:
     """``n`` replies per request: from ``cache`` where stored, else generated ``generator.cfg.batch_size``
     requests at a time, each batch stored as soon as it is done. Identical requests (two documents
     with the same text) are generated once and share their replies, as they would from the cache;
-    ``cost`` counts each distinct request's tokens and seconds once. Under a distributed launch rank
-    0 reads the cache and generates, and every rank gets its replies."""
+    ``cost`` counts each distinct request's tokens and seconds once (see :func:`pay_once`). Under a
+    distributed launch rank 0 reads the cache and generates, and every rank gets its replies."""
     keys = [request_key(generator.fingerprint, m, n) for m in requests]
     first: dict[str, int] = {}  # each distinct key's first request, in order
     for i, k in enumerate(keys):
@@ -84,7 +113,7 @@ def cached_sample(generator: Generator, requests: list[Messages], n: int, cache:
     found, missing = on_main_process(lambda: _replies(generator, requests, n, cache, first))
     cost.requests += len(requests)
     cost.cached += len(requests) - missing
-    for k in first:
+    for k in filter(first_use, first):
         cost.prompt_tokens += found[k]["prompt_tokens"]
         cost.completion_tokens += found[k]["completion_tokens"]
         cost.seconds += found[k]["seconds"]
