@@ -151,3 +151,31 @@ def test_wise_at_alpha_zero_is_the_base_model_and_reuses_the_training(tiny_model
     from kinject.methods import get_method
 
     assert get_method("ft+wise+rag").inner == "ft+wise"  # a weight change, not a second context
+
+
+def test_replay_phases_all_also_mixes_general_text_into_the_demonstration_phase(tiny_model_dir, tmp_path,
+                                                                                monkeypatch):
+    monkeypatch.setenv("KINJECT_CACHE", str(tmp_path / "cache"))
+    cells = {}
+    for phases in ("main", "all"):
+        cfg = load_config(None, [f"model={tiny_model_dir}", *TINY_WORLD, "replay.max_tokens=4", "replay.ratio=0.5",
+                                 f"replay.phases={phases}", "qa.mode=before", "methods=[ft+qa+anchor]",
+                                 "eval.kinds=[qa]"])
+        results = bench.run_bench(cfg, tmp_path / phases, log=lambda m: None)
+        cells[phases] = results["methods"]["ft+qa+anchor"]["per_seed"]["0"]
+    main, every = cells["main"], cells["all"]
+    assert [r.get("phase", "main") for r in main["info"]["replay"]] == ["main"]
+    assert [r.get("phase", "main") for r in every["info"]["replay"]] == ["main", "before"]
+    demos = every["info"]["demonstrations"]["trained_pairs"] + every["info"]["demonstrations"]["documents"]
+    assert every["info"]["replay"][1]["wanted"] == max(1, round(0.5 * demos))
+    assert every["cost"]["train_tokens"] > main["cost"]["train_tokens"]
+    # both phases draw from one sequence of texts: the cell pays for its longest draw once
+    from kinject.artifacts import directory_fingerprint
+    from kinject.models import load_model
+
+    longest = max(r["wanted"] for r in every["info"]["replay"])
+    plan = Replay(cfg.replay, loss="forward_kl", top_k=cfg.anchor.top_k)
+    _, alone = plan.texts(load_model(str(tiny_model_dir), "float32"), directory_fingerprint(tiny_model_dir),
+                          longest, tmp_path / "cache" / "distill", progress=False)
+    assert alone["cost"]["cached"] == longest  # the same texts the cell drew
+    assert every["cost"]["teacher_tokens"] == alone["cost"]["prompt_tokens"] + alone["cost"]["completion_tokens"]

@@ -48,12 +48,15 @@ _LEDGER: ContextVar[set[str] | None] = ContextVar("kinject_paid_keys", default=N
 
 
 @contextmanager
-def pay_once(ledger: set[str]) -> Iterator[None]:
+def pay_once(ledger: set[str] | None = None) -> Iterator[None]:
     """Within it, a generated or teacher item's tokens and seconds count only the first time
-    ``ledger`` meets its key, and the key is added. A stream's updates share one ledger: what is
-    derived from the frozen model again at a later update (``+anchor``'s texts, ``+retrain``'s
-    paraphrases of earlier updates) was paid once, as a user who keeps the cache pays it."""
-    token = _LEDGER.set(ledger)
+    ``ledger`` meets its key, and the key is added (``ledger`` None: the one in force, else a new
+    one). A stream's updates share one ledger: what is derived from the frozen model again at a
+    later update (``+anchor``'s texts, ``+retrain``'s paraphrases of earlier updates) was paid
+    once, as a user who keeps the cache pays it; so are a cell's phases."""
+    if ledger is None:
+        ledger = _LEDGER.get()
+    token = _LEDGER.set(set() if ledger is None else ledger)
     try:
         yield
     finally:

@@ -19,7 +19,9 @@
 A run mixes ``max(1, round(replay.ratio x T))`` such texts into the training of its method, T =
 the texts the method trains in its main phase (documents, paraphrases, distilled prompts,
 demonstrations mixed in, self-samples); which ones is fixed by ``replay.seed``, the same for
-every run seed. ``+replay`` trains them with the next-token loss on the continuation (or text)
+every run seed. With ``replay.phases=all`` a ``+qa`` phase of demonstrations alone gets its own
+``replay.ratio`` share too (drawn as the main phase's: the shorter draw is the longer one's first
+texts, paid once). ``+replay`` trains them with the next-token loss on the continuation (or text)
 tokens; ``+anchor`` instead trains, at the same tokens, the KL from the frozen model's top
 ``anchor.top_k`` next-token distributions (forward KL, as ``distill``), each position's loss
 times ``anchor.weight``: a penalty that keeps the model's distributions on general text where
@@ -35,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from kinject.checks import Check, at_least, check_section, non_negative, positive, seed_range
+from kinject.checks import Check, at_least, check_section, non_negative, one_of, positive, seed_range
 from kinject.data.jsonl import load_records
 from kinject.distill.config import DistillConfig
 from kinject.distill.teacher import TeacherPrompt, teacher_targets
@@ -44,13 +46,16 @@ from kinject.generation.cache import GenerationCost
 from kinject.training.trainer import Distilled, TrainText
 
 BUILTIN_PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
+PHASES = ("main", "all")
 
 
 @dataclass
 class ReplayConfig:
     """``+replay`` / ``+anchor``'s general text: ``source`` (``self`` or a JSONL of ``{"text"}``),
     ``ratio`` (replay texts per training text), ``prompts`` (openings for ``self``),
-    ``temperature`` / ``max_tokens`` (sampling; ``max_tokens`` also cuts a given text)."""
+    ``temperature`` / ``max_tokens`` (sampling; ``max_tokens`` also cuts a given text);
+    ``phases``: ``main`` mixes them into the method's main training phase only, ``all`` also into
+    ``+qa``'s phase of demonstrations alone (``qa.mode`` before or after), at the same ratio."""
 
     source: str = "self"
     ratio: float = 0.1
@@ -60,10 +65,11 @@ class ReplayConfig:
     batch_size: int = 8
     seed: int = 0
     cache: bool = True
+    phases: str = "main"
 
     CHECKS: ClassVar[dict[str, Check]] = {
         "ratio": positive, "temperature": positive, "max_tokens": at_least(1), "batch_size": at_least(1),
-        "seed": seed_range}
+        "seed": seed_range, "phases": one_of(*PHASES)}
 
 
 @dataclass

@@ -15,7 +15,7 @@ from typing import Any
 from kinject.artifacts import directory_fingerprint
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
-from kinject.generation.cache import GenerationCost, generation_cache
+from kinject.generation.cache import GenerationCost, generation_cache, pay_once
 from kinject.generation.paraphrase import check_paraphrase_source, corpus_paraphrases
 from kinject.methods.registry import Injected, InjectRequest, register_method
 from kinject.models import cache_dir
@@ -55,7 +55,8 @@ def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = 
     alone (plain, ``qa.epochs`` passes). A LoRA adapter is merged between phases. Costs add up
     over the phases. ``req.self_samples`` (``+delia``) are added to ``texts`` (same passes, same
     copies), and so are ``req.replay``'s texts (``+replay``, ``+anchor``): ``replay.ratio`` of
-    them per text of that mix, built by the model as loaded, before any phase trains it.
+    them per text of that mix, built by the model as loaded, before any phase trains it; with
+    ``replay.phases=all`` the before/after phase of demonstrations gets its share too.
     """
     cfg = req.cfg.train if epochs is None else dataclasses.replace(req.cfg.train, epochs=epochs)
     if perturbation is not None:
@@ -68,7 +69,13 @@ def finetune(req: InjectRequest, texts: list[TrainText], epochs: float | None = 
     if req.self_samples is not None:
         mix += req.self_samples.texts
         info["self_samples"] = req.self_samples.info
-    mix, teacher = add_replay_texts(req, mix, info)
+    with pay_once():  # the phases draw the same replay texts: each is paid once
+        mix, teacher = add_replay_texts(req, mix, info)
+        if req.cfg.replay.phases == "all":
+            before, more = add_replay_texts(req, before, info, "before")
+            after, most = add_replay_texts(req, after, info, "after")
+            teacher.add(more)
+            teacher.add(most)
     model, results = req.loaded.model, []
     if before:
         model, first = train_causal_lm(model, req.loaded.tokenizer, before, demo_cfg, req.seed)
@@ -104,23 +111,23 @@ def generation_cost(info: dict[str, Any]) -> GenerationCost:
     return total
 
 
-def add_replay_texts(req: InjectRequest, mix: list[TrainText], info: dict[str, Any]
+def add_replay_texts(req: InjectRequest, mix: list[TrainText], info: dict[str, Any], phase: str = "main"
                      ) -> tuple[list[TrainText], GenerationCost]:
-    """``mix`` with each of ``req.replay``'s general texts added (``round(replay.ratio x
-    len(mix))``, at least one), their info under ``info["replay"]``, and what the frozen model
-    read and wrote for them."""
+    """``mix`` (the texts of one training phase; none: nothing added) with each of ``req.replay``'s
+    general texts added (``round(replay.ratio x len(mix))``, at least one), their info appended
+    to ``info["replay"]`` (with ``phase`` when it is not the main one), and what the frozen
+    model read and wrote for them."""
     cost = GenerationCost()
-    if not req.replay:
+    if not req.replay or not mix:
         return mix, cost
     cache = cache_dir() / "distill" if req.cfg.replay.cache else None
     key = directory_fingerprint(req.source.path)
     added: list[TrainText] = []
-    info["replay"] = []
     for plan in req.replay:
         wanted = max(1, round(plan.cfg.ratio * len(mix)))
         texts, about = plan.texts(req.source, key, wanted, cache, req.cfg.train.progress)
         added += texts
-        info["replay"].append(about)
+        info.setdefault("replay", []).append(about if phase == "main" else {**about, "phase": phase})
         cost.add(GenerationCost(**about["cost"]))
     return [*mix, *added], cost
 
