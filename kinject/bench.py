@@ -186,6 +186,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     state: dict[str, list] = {"matrix": [], "general": [], "cost": [], "info": [], "paid": []}
     if world_size() == 1 and (partial / "state.json").is_file():  # resumed: the last kept update's model
         state = read_json(partial / "state.json")
+        start -= state.get("seconds", 0.0)  # wall_seconds counts the updates run before the stop
         kept = load_model(str(partial / "model"), cfg.model_dtype)
         current = LoadedModel(kept.model, kept.tokenizer, cfg.model, resolve_model_path(cfg.model))
     else:
@@ -223,7 +224,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
             with staged_directory(partial, replace=True) as tmp:
                 current.model.save_pretrained(tmp / "model")
                 current.tokenizer.save_pretrained(tmp / "model")
-                write_json(tmp / "state.json", state)
+                write_json(tmp / "state.json", {**state, "seconds": time.perf_counter() - start})
     matrix, costs = state["matrix"], state["cost"]
     by_kind = {k: summarise(k, [r for r in samples if r["kind"] == k]) for k in own
                if any(r["kind"] == k for r in samples)}  # a kind with no probe gets no figure

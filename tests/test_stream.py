@@ -168,7 +168,9 @@ def test_a_stream_stopped_mid_way_resumes_at_the_next_update_and_matches_an_unin
     with pytest.raises(RuntimeError, match="stopped"):
         bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
     partial = tmp_path / "run" / "models" / "ft-seed0" / "partial"
-    assert len(json.loads((partial / "state.json").read_text())["matrix"]) == 1
+    kept = json.loads((partial / "state.json").read_text())
+    assert len(kept["matrix"]) == 1 and kept["seconds"] > 0
+    (partial / "state.json").write_text(json.dumps({**kept, "seconds": 1000.0}))  # as if update 1 took 1000 s
     monkeypatch.setattr(bench, "evaluate", real)
     trained, spec = [], bench.get_method("ft")
     counting = dataclasses.replace(spec, fn=lambda req: trained.append(req) or spec.fn(req))
@@ -179,6 +181,7 @@ def test_a_stream_stopped_mid_way_resumes_at_the_next_update_and_matches_an_unin
     assert resumed["stream"]["matrix"] == whole["stream"]["matrix"]
     assert untimed(resumed["metrics"]) == untimed(whole["metrics"]) and "qa.accuracy" in resumed["metrics"]
     assert not partial.exists()
+    assert 1000 < resumed["cost"]["wall_seconds"] < 1100  # the update run before the stop counts
 
 
 def test_a_lora_stream_saves_its_final_model_whole(tiny_model_dir, tmp_path):
