@@ -30,3 +30,8 @@ for lr in 3e-4 1e-3; do
 done
 # A layer subset: LaPael's recipe (only the MLPs of layers 5 and up, lr 1e-3 with step decay).
 $kinject bench --config configs/lapael-recipe.yaml --out $out/subset-recipe --methods ft,ft-para "${common[@]}"
+# The anchor where ft-para+qa forgets: in +qa's phase of demonstrations alone too (replay.phases=all),
+# against the anchor in the main phase only.
+for phases in main all; do
+  $kinject bench --out $out/qa-anchor-$phases --methods ft-para+qa+anchor "${common[@]}" replay.ratio=0.5 replay.phases=$phases
+done
