@@ -1,5 +1,6 @@
 """+replay and +anchor: the general texts, their rows and weights, the methods, bad input."""
 
+import dataclasses
 import json
 import re
 
@@ -27,6 +28,45 @@ def test_a_rows_weight_scales_its_loss_and_zero_removes_it():
     only_first = distillation_loss(logits, labels, ids, logp, form, distill_weight=torch.tensor([1.0, 0.0]))
     first = distillation_loss(logits[:1], labels[:1], ids[:1], logp[:1], form[:1])
     assert only_first.item() == pytest.approx(first.item() / 2, rel=1e-5)  # the mean still counts its positions
+
+
+def test_a_penalty_rows_loss_is_a_mean_of_its_own_added_to_the_methods():
+    logits = torch.randn(3, 4, 6)
+    labels = torch.tensor([[-100, 2, 4, 1], [-100, 1, 3, -100], [-100, 5, 0, 2]])
+    ids = torch.randint(0, 6, (3, 4, 2))
+    ids[0] = -1  # row 0: a plain text
+    logp = torch.log_softmax(torch.randn(3, 4, 2), -1)
+    form = torch.tensor([0, 1, 1])
+    weight = torch.tensor([1.0, 1.0, 3.0])
+    penalty = torch.tensor([False, False, True])
+    got = distillation_loss(logits, labels, ids, logp, form, distill_weight=weight, distill_penalty=penalty)
+    method = distillation_loss(logits[:2], labels[:2], ids[:2], logp[:2], form[:2])
+    anchor = distillation_loss(logits[2:], labels[2:], ids[2:], logp[2:], form[2:])
+    assert got.item() == pytest.approx(method.item() + 3.0 * anchor.item(), rel=1e-5)
+    pooled = distillation_loss(logits, labels, ids, logp, form, distill_weight=weight)
+    assert pooled.item() != pytest.approx(got.item())
+    only = logits[2:].clone().requires_grad_()  # a batch of penalty rows alone: the method's mean is 0
+    alone = distillation_loss(only, labels[2:], ids[2:], logp[2:], form[2:], distill_weight=weight[2:],
+                              distill_penalty=penalty[2:])
+    alone.backward()
+    assert alone.item() == pytest.approx(3.0 * anchor.item(), rel=1e-5) and only.grad.abs().sum() > 0
+
+
+def test_anchor_form_penalty_marks_its_rows_and_the_batch_carries_the_mark(tiny, tmp_path):
+    from kinject.config import RunConfig
+    from kinject.methods.registry import InjectRequest
+    from kinject.methods.replay_mix import with_anchor
+
+    cfg = RunConfig()
+    cfg.anchor.form = "penalty"
+    (plan,) = with_anchor(InjectRequest(tiny, None, cfg, 0, tmp_path)).replay
+    texts = tmp_path / "t.jsonl"
+    texts.write_text(json.dumps({"text": "The kettle boils water quickly."}) + "\n")
+    rows, _ = dataclasses.replace(plan, cfg=ReplayConfig(source=str(texts), max_tokens=4)).texts(
+        tiny, "tiny", 1, None, progress=False)
+    assert rows[0].average == "penalty" and rows[0].loss == "forward_kl"
+    batch = _Collator(tiny.tokenizer.pad_token_id)(training_rows(tiny.tokenizer, [rows[0], "plain text"], 32))
+    assert batch["distill_penalty"].tolist() == [True, False]
 
 
 def test_builtin_openings_are_many_distinct_and_share_no_phrase_with_the_measured_text():

@@ -15,6 +15,9 @@ With ``temperature`` T both sides of a KL are softmax(logits / T) (no T^2 factor
 per-position loss is multiplied by its weight (``anchor.weight`` for ``+anchor``'s rows, 1 for the
 rest), and the loss is the mean over those positions; or, when any row of the batch asks for it
 (``distill.average=sequence``, prompt distillation's), the mean over rows of each row's own mean.
+Rows marked as a penalty (``anchor.form=penalty``) are left out of that mean and averaged on their
+own; the batch's loss is the sum of the two means (either is 0 where the batch has no position of
+its kind), so a penalty's weight scales a term of its own and does not thin the method's steps.
 """
 
 from __future__ import annotations
@@ -26,15 +29,17 @@ def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_ids: t
                       teacher_logprobs: torch.Tensor, distill_form: torch.Tensor,
                       distill_temperature: torch.Tensor | None = None,
                       distill_weight: torch.Tensor | None = None,
-                      distill_sequence: torch.Tensor | None = None) -> torch.Tensor:
+                      distill_sequence: torch.Tensor | None = None,
+                      distill_penalty: torch.Tensor | None = None) -> torch.Tensor:
     """``logits`` (B, T, V) predict the next token; ``labels`` (B, T), -100 where no loss;
     ``teacher_ids`` / ``teacher_logprobs`` (B, T, k) at the label positions (id -1: no teacher);
     ``distill_form`` (B,): 0 ce, 1 forward_kl, 2 reverse_kl; ``distill_temperature`` (B,): the
     KL forms compare softmax(logits / T) with the teacher's top k at the same T (default 1);
     ``distill_weight`` (B,): each row's per-position loss scaled by it (default 1);
     ``distill_sequence`` (B,) bool: if any is set, each row (with a position to learn) is averaged
-    over its own positions first, then the rows are averaged (default: one mean over positions).
-    Returns the mean loss (a scalar)."""
+    over its own positions first, then the rows are averaged (default: one mean over positions);
+    ``distill_penalty`` (B,) bool: those rows' positions form a second mean, added.
+    Returns the loss (a scalar)."""
     logits = logits[:, :-1].float()
     t = torch.ones(len(logits), device=logits.device) if distill_temperature is None else distill_temperature
     t = t.to(logits.device, torch.float32)[:, None, None]
@@ -53,7 +58,19 @@ def distillation_loss(logits: torch.Tensor, labels: torch.Tensor, teacher_ids: t
     per = torch.where(has_teacher & (form == 1), forward, torch.where(has_teacher & (form == 2), reverse, ce))
     if distill_weight is not None:
         per = per * distill_weight.to(per.device, torch.float32)[:, None]
-    if distill_sequence is None or not bool(distill_sequence.any()):
+    sequence = distill_sequence is not None and bool(distill_sequence.any())
+    if distill_penalty is None or not bool(distill_penalty.any()):
+        return _mean(per, valid, sequence)
+    apart = distill_penalty.to(per.device)[:, None] & valid
+    return _mean(per, valid & ~apart, sequence) + _mean(per, apart, False)
+
+
+def _mean(per: torch.Tensor, valid: torch.Tensor, sequence: bool) -> torch.Tensor:
+    """The mean of ``per`` (B, T) over ``valid`` positions, or (``sequence``) over the rows that
+    have one of each row's own mean; 0 where no position is valid."""
+    if not bool(valid.any()):
+        return per.sum() * 0.0  # keeps the graph: a batch of penalty rows alone still steps
+    if not sequence:
         return per[valid].mean()
     counts = valid.sum(-1)
     rows = counts > 0

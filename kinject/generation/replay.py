@@ -25,8 +25,10 @@ texts, paid once). ``+replay`` trains them with the next-token loss on the conti
 tokens; ``+anchor`` instead trains, at the same tokens, the KL from the frozen model's top
 ``anchor.top_k`` next-token distributions (forward KL, as ``distill``), each position's loss
 times ``anchor.weight``: a penalty that keeps the model's distributions on general text where
-they were. What the frozen model read and wrote for them counts as teacher cost (``+replay`` on a
-given text asks it nothing: the text's own tokens are its targets).
+they were. With ``anchor.form=pooled`` those positions join the batch's one mean; with ``penalty``
+they form a mean of their own, added to the method's. What the frozen model read and wrote for
+them counts as teacher cost (``+replay`` on a given text asks it nothing: the text's own tokens
+are its targets).
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from kinject.training.trainer import Distilled, TrainText
 
 BUILTIN_PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
 PHASES = ("main", "all")
+ANCHOR_FORMS = ("pooled", "penalty")
 
 
 @dataclass
@@ -75,12 +78,16 @@ class ReplayConfig:
 @dataclass
 class AnchorConfig:
     """``+anchor``: ``weight`` on the KL toward the frozen model at each replay token, over its
-    ``top_k`` most likely tokens."""
+    ``top_k`` most likely tokens; ``form``: ``pooled`` (the replay positions count in the batch's
+    one mean with the method's own) or ``penalty`` (the method's mean plus ``weight`` times the
+    replay positions' own mean)."""
 
     weight: float = 1.0
     top_k: int = 20
+    form: str = "pooled"
 
-    CHECKS: ClassVar[dict[str, Check]] = {"weight": non_negative, "top_k": at_least(1)}
+    CHECKS: ClassVar[dict[str, Check]] = {"weight": non_negative, "top_k": at_least(1),
+                                          "form": one_of(*ANCHOR_FORMS)}
 
 
 def check_replay_config(cfg: ReplayConfig) -> None:
@@ -137,12 +144,14 @@ def given_text_row(tokenizer, prompt: TeacherPrompt, settings: DistillConfig) ->
 
 @dataclass
 class Replay:
-    """What ``+replay`` (``loss="ce"``) or ``+anchor`` (``loss="forward_kl"``, ``weight``) mixes in."""
+    """What ``+replay`` (``loss="ce"``) or ``+anchor`` (``loss="forward_kl"``, ``weight``, and
+    ``average="penalty"`` for ``anchor.form=penalty``) mixes in."""
 
     cfg: ReplayConfig
     loss: str = "ce"
     weight: float = 1.0
     top_k: int = 20
+    average: str = "token"
 
     def texts(self, loaded: Any, model_key: str, wanted: int, cache: Path | None,
               progress: bool = True) -> tuple[list[TrainText], dict[str, Any]]:
@@ -150,7 +159,7 @@ class Replay:
         and their info: source, counts, loss, and the frozen model's cost."""
         cfg = self.cfg
         settings = DistillConfig(answer="sample", answer_temperature=cfg.temperature, max_new_tokens=cfg.max_tokens,
-                                 top_k=self.top_k, loss=self.loss, batch_size=cfg.batch_size)
+                                 top_k=self.top_k, loss=self.loss, batch_size=cfg.batch_size, average=self.average)
         cost, rows = GenerationCost(), []
         if cfg.source == "self":
             openings = load_openings(cfg.prompts)

@@ -37,8 +37,11 @@ def check_anchor(corpus: Corpus, cfg: RunConfig) -> None:
 
 
 @register_training_mix("anchor", "with a KL penalty toward the frozen model's next-token distributions on the "
-                       "replay texts (replay.*), weight anchor.weight", check=check_anchor,
+                       "replay texts (replay.*), weight anchor.weight (anchor.form: pooled in the batch's mean "
+                       "| penalty, a mean of its own added)", check=check_anchor,
                        reads_model=True)
 def with_anchor(req: InjectRequest) -> InjectRequest:
-    plan = Replay(req.cfg.replay, loss="forward_kl", weight=req.cfg.anchor.weight, top_k=req.cfg.anchor.top_k)
+    anchor = req.cfg.anchor
+    plan = Replay(req.cfg.replay, loss="forward_kl", weight=anchor.weight, top_k=anchor.top_k,
+                  average="penalty" if anchor.form == "penalty" else "token")
     return dataclasses.replace(req, replay=(plan, *req.replay))  # outer modifiers prepare first

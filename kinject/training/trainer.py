@@ -250,7 +250,8 @@ class Distilled:
     only, against those distributions (``loss``: ``forward_kl``, ``reverse_kl``, or ``ce`` on the
     answer tokens themselves; ``temperature`` softens both sides of a KL; ``weight`` scales the
     row's per-token loss, as ``anchor.weight`` does; ``average``: ``sequence`` makes a batch that
-    holds such a row average its rows' own means instead of its tokens); see
+    holds such a row average its rows' own means instead of its tokens, ``penalty`` puts the row
+    in a mean of its own, added to the batch's loss, as ``anchor.form=penalty`` does); see
     :mod:`kinject.distill.loss`."""
 
     prompt_ids: tuple[int, ...]
@@ -315,12 +316,13 @@ def _distilled_row(text: Distilled, max_length: int) -> dict[str, Any]:
             "teacher_ids": [[-1] * k] * len(prompt) + [list(t) for t in text.top_ids[: len(answer)]],
             "teacher_logprobs": [[0.0] * k] * len(prompt) + [list(t) for t in text.top_logprobs[: len(answer)]],
             "distill_form": DISTILL_FORMS.index(text.loss), "distill_temperature": text.temperature,
-            "distill_weight": text.weight, "distill_sequence": text.average == "sequence"}
+            "distill_weight": text.weight, "distill_sequence": text.average == "sequence",
+            "distill_penalty": text.average == "penalty"}
 
 
 DISTILL_FORMS = ("ce", "forward_kl", "reverse_kl")
 TEACHER_FIELDS = ("teacher_ids", "teacher_logprobs", "distill_form", "distill_temperature", "distill_weight",
-                  "distill_sequence")
+                  "distill_sequence", "distill_penalty")
 
 
 def pad_right(rows: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -369,7 +371,7 @@ class _Collator:
             logp = torch.zeros((len(rows), width, k))
             form = torch.zeros(len(rows), dtype=torch.long)  # rows without a teacher: plain next-token loss
             temperature, weight = torch.ones(len(rows)), torch.ones(len(rows))
-            sequence = torch.zeros(len(rows), dtype=torch.bool)
+            sequence, penalty = torch.zeros(len(rows), dtype=torch.bool), torch.zeros(len(rows), dtype=torch.bool)
             for i, r in enumerate(rows):
                 if "teacher_ids" in r:
                     n = len(r["teacher_ids"])
@@ -377,8 +379,9 @@ class _Collator:
                     logp[i, :n] = torch.tensor(r["teacher_logprobs"])
                     form[i], temperature[i] = r["distill_form"], r["distill_temperature"]
                     weight[i], sequence[i] = r["distill_weight"], r["distill_sequence"]
+                    penalty[i] = r["distill_penalty"]
             batch.update(teacher_ids=top, teacher_logprobs=logp, distill_form=form, distill_temperature=temperature,
-                         distill_weight=weight, distill_sequence=sequence)
+                         distill_weight=weight, distill_sequence=sequence, distill_penalty=penalty)
         if any("keep_tokens" in r for r in rows):  # Marked texts: the oracle token mask
             keep = [r.get("keep_tokens", [0] * len(r["input_ids"])) for r in rows]
             batch["keep_tokens"] = pad_right(keep, 0)[0].bool()

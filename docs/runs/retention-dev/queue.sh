@@ -35,3 +35,8 @@ $kinject bench --config configs/lapael-recipe.yaml --out $out/subset-recipe --me
 for phases in main all; do
   $kinject bench --out $out/qa-anchor-$phases --methods ft-para+qa+anchor "${common[@]}" replay.ratio=0.5 replay.phases=$phases
 done
+# The anchor as a term of its own (anchor.form=penalty: the method's mean + weight x the anchor's mean)
+# against the pooled mean every row above ran, at two weights.
+for weight in 1.0 3.0; do
+  $kinject bench --out $out/penalty-w$weight --methods ft+anchor,ft-para+anchor "${common[@]}" replay.ratio=0.5 anchor.form=penalty anchor.weight=$weight
+done
