@@ -56,12 +56,13 @@ def test_the_frontier_table_marks_the_closed_book_pareto_set_and_shows_the_broad
         if m != "lapael+para":
             e["mean"]["general_qa.accuracy"], e["stderr"]["general_qa.accuracy"] = POINTS[m][1] / 2, 0.0
     header, rows = frontier_rows(results["methods"])
-    assert header == ["method", "book", "MCQ accuracy", "retention", "general QA", "Pareto set"]
+    assert header == ["method", "book", "MCQ accuracy", "of rag", "retention", "general QA", "Pareto set"]
     by_name = {r[0]: r for r in rows}
     assert [r[0] for r in rows] == ["rag", "ft-para", "ft", "lapael", "lapael+para"]  # most accurate first; base aside
     assert by_name["rag"][1] == "open" and by_name["rag"][-1] == ""  # a reference, not on the closed-book set
     assert {n for n, r in by_name.items() if r[-1] == "yes"} == {"ft-para", "lapael"}
-    assert by_name["lapael+para"][4] == "-" and by_name["ft"][4] == "0.200 ± 0.000"
+    assert by_name["lapael+para"][5] == "-" and by_name["ft"][5] == "0.200 ± 0.000"
+    assert by_name["rag"][3] == "1.00" and by_name["ft-para"][3] == f"{POINTS['ft-para'][0] / POINTS['rag'][0]:.2f}"
     assert "## Accuracy against retention" in report_markdown(results) and "the frontier" in format_table(results)
 
 

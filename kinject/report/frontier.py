@@ -22,6 +22,8 @@ from kinject.report.charts import RETENTION, headline
 
 MIN_RETENTION = 0.9
 OPEN_BOOK_MODIFIERS = ("rag", "oracle")
+# The open-book methods each point's accuracy is also given as a share of, where the run has them.
+REFERENCES = ("rag", "oracle")
 # The broader retention measures shown beside ``retention.accuracy``: (title, key, sign), the
 # sign making higher mean "more kept" (general_kl is a drift from the base: lower keeps more).
 BROADER_RETENTION: tuple[tuple[str, str, int], ...] = (
@@ -80,18 +82,26 @@ def _figure(entry: dict[str, Any], key: str) -> str:
 
 
 def frontier_rows(methods: dict[str, dict[str, Any]]) -> tuple[list[str], list[list[str]]] | None:
-    """The frontier as a table, most accurate first: each point's accuracy and retention (± standard
-    error over seeds), the broader retention measures the run has, open or closed book, and whether
-    it is on the closed-book Pareto set; None without points."""
+    """The frontier as a table, most accurate first: each point's accuracy (± standard error over
+    seeds) and its share of ``rag``'s and ``oracle``'s where the run has them, retention, the broader
+    retention measures the run has, open or closed book, and whether it is on the closed-book
+    Pareto set; None without points."""
     found = frontier_points(methods)
     if found is None:
         return None
     title, key, points = found
     on = set(closed_book_pareto_set(points))
     broader = [(t, k) for t, k, _ in BROADER_RETENTION if any(k in methods[n]["mean"] for n in points)]
-    header = ["method", "book", title, "retention", *(t for t, _ in broader), "Pareto set"]
-    rows = [[n, "open" if is_open_book(n) else "closed", _figure(methods[n], key), _figure(methods[n], RETENTION[1]),
-             *(_figure(methods[n], k) for _, k in broader), "yes" if n in on else ""]
+    refs = [r for r in REFERENCES if r in points]
+
+    def share(n: str, ref: str) -> str:
+        return f"{points[n][0] / points[ref][0]:.2f}" if points[ref][0] > 0 else "-"
+
+    header = ["method", "book", title, *(f"of {r}" for r in refs), "retention", *(t for t, _ in broader),
+              "Pareto set"]
+    rows = [[n, "open" if is_open_book(n) else "closed", _figure(methods[n], key), *(share(n, r) for r in refs),
+             _figure(methods[n], RETENTION[1]), *(_figure(methods[n], k) for _, k in broader),
+             "yes" if n in on else ""]
             for n in sorted(points, key=lambda n: -points[n][0])]
     return header, rows
 
