@@ -181,8 +181,8 @@ def report_markdown(results: dict[str, Any]) -> str:
         lines += ["## Accuracy against retention", "",
                   "One point per method (mean ± standard error over seeds), most accurate first. Closed book: nothing",
                   "placed before the question; the Pareto set and the recommendation are among these (no other",
-                  "closed-book method is at least as good on both the accuracy and `retention`). `of rag`, `of oracle`:",
-                  "the accuracy as a share of theirs.", "",
+                  "closed-book method is at least as good on both the accuracy and `retention`). `of rag`,",
+                  "`of oracle`: the accuracy as a share of theirs.", "",
                   markdown_table(*frontier), "", *([agree, ""] if agree else [])]
     header, rows = comparison_rows(results)
     if rows:
