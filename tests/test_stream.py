@@ -225,6 +225,8 @@ def test_retrain_prepares_before_the_other_mixes_wherever_it_stands(tiny_model_d
     first, second = split_updates(corpus, cfg.stream, 0)
     spec = get_method("record+retrain+qa")
     assert spec.name == "record+retrain+qa"
+    # a wrap too sees the retrained request (+wise blends with the fresh base): retrain is composed outermost
+    assert get_method("ft+retrain+wise").description == get_method("ft+wise+retrain").description
     spec.fn(registry.InjectRequest(bench.load_model(cfg.model, cfg.model_dtype), second, cfg, 0, tmp_path,
                                    history=(first,), stream_corpus=corpus))
     req = received[0]

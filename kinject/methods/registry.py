@@ -131,8 +131,8 @@ class Modifier:
     ``places_context``: the wrap puts text before each question (``+rag``, ``+oracle``: at most one
     per method); ``needs_training``: a wrap that only makes sense on a method that trains
     (``+wise``); ``reads_model``: see :class:`MethodSpec`; ``prepares_first``: a training mix that
-    replaces the request's model and corpus (``+retrain``), so it prepares before the other mixes,
-    which read them, wherever it stands in the name."""
+    replaces the request's model and corpus (``+retrain``), so it prepares before every other
+    modifier, which reads them, wherever it stands in the name."""
 
     name: str
     description: str
@@ -229,13 +229,12 @@ def register_composite(name: str, inner: str, modifier: str, description: str) -
 
 
 def _prepare_order(name: str) -> str:
-    """``name`` with its ``prepares_first`` mixes moved behind the last other training mix: the
-    outermost preparation runs first (``ft+retrain+qa`` composes as ``ft+qa+retrain``)."""
+    """``name`` with its ``prepares_first`` mixes moved to the end: the outermost modifier prepares
+    first, so every other one, mix or wrap, sees the request it made (``ft+retrain+qa`` composes as
+    ``ft+qa+retrain``; ``ft+retrain+wise`` as ``ft+wise+retrain``, blending with the fresh base)."""
     parts = name.split("+")
     first = [p for p in parts[1:] if p in _MODIFIERS and _MODIFIERS[p].prepares_first]
-    rest = [p for p in parts if p not in first]
-    last_mix = max((i for i, p in enumerate(rest) if i and p in _MODIFIERS and _MODIFIERS[p].prepare), default=0)
-    return "+".join(rest[: last_mix + 1] + first + rest[last_mix + 1:])
+    return "+".join([parts[0], *(p for p in parts[1:] if p not in first), *first])
 
 
 def get_method(name: str) -> MethodSpec:

@@ -1,7 +1,8 @@
 """``+retrain``: in a stream of updates, the baseline of retraining from the base model on every
 update so far at each update (``ft+retrain``, ``ft-para+retrain``); its cost grows with the
-stream. It prepares before any other training mix, wherever it stands in the name
-(``ft+retrain+qa``'s demonstrations are counted on every update so far). See :mod:`kinject.stream`.
+stream. It prepares before any other modifier, wherever it stands in the name
+(``ft+retrain+qa``'s demonstrations are counted on every update so far, ``ft+retrain+wise`` blends
+with the base model). See :mod:`kinject.stream`.
 """
 
 from __future__ import annotations
