@@ -40,3 +40,6 @@ done
 for weight in 1.0 3.0; do
   $kinject bench --out $out/penalty-w$weight --methods ft+anchor,ft-para+anchor "${common[@]}" replay.ratio=0.5 anchor.form=penalty anchor.weight=$weight
 done
+# distill (its defaults: ce, grounded answers, 10 passes) with the replay and the anchor, paired by world
+# with distill's own cells on this CPU (docs/runs/distill-dev-ce/grounded-e10, the same command without a modifier).
+$kinject bench --out $out/distill-mix --methods distill+anchor,distill+replay "${common[@]}" replay.ratio=0.5
