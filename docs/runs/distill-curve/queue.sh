@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Issue 22's curve on development worlds 1000-1001: accuracy against the number of distilled
-# prompts per document (distill.per_document 1, 2, 4, 8, 16) at distill's fixed 3 passes, so more
-# prompts are more steps (as the paraphrase curve's runs/para-curve-2pass); and beside it ft-para
+# prompts per document (distill.per_document 1, 2, 4, 8, 16) at distill's fixed passes (10 since its
+# defaults changed), so more prompts are more steps (as the paraphrase curve's runs/para-curve-2pass;
+# `templated` has 8 prompts a document, so its 16 repeats its 8); and beside it ft-para
 # with 4 generated paraphrases a document, whose generation cost is the teacher cost's yardstick
 # (both cells record generation or teacher tokens and seconds on the same machine).
 #   SOURCE=<source> [METHOD=<method>] [SETTINGS=<settings>] bash docs/runs/distill-curve/queue.sh
