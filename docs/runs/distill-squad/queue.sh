@@ -12,6 +12,6 @@ kinject=.venv/bin/kinject
 source=${SOURCE:?set SOURCE to the query source chosen on the development worlds}
 method=${METHOD:-distill}
 read -r -a settings <<< "${SETTINGS:-}"
-$kinject bench --config configs/qa-squad.yaml --out runs/distill-squad/baselines --seeds 3 --methods base,ft,ft+qa
-$kinject bench --config configs/qa-squad.yaml --out runs/distill-squad/$source --seeds 3 --methods "$method" \
+$kinject bench --config configs/qa-squad.yaml --out runs/distill-squad/baselines --seeds 3 "methods=[base,ft,ft+qa]"
+$kinject bench --config configs/qa-squad.yaml --out runs/distill-squad/$source --seeds 3 "methods=[$method]" \
   distill.queries=$source "${settings[@]}"

@@ -9,4 +9,4 @@
 set -euo pipefail
 kinject=.venv/bin/kinject
 $kinject bench --config configs/stream.yaml --seeds 3 --out runs/stream
-$kinject bench --config configs/stream.yaml --seeds 3 --out runs/stream-generated --methods ft-para para.source=generate
+$kinject bench --config configs/stream.yaml --seeds 3 --out runs/stream-generated "methods=[ft-para]" para.source=generate
