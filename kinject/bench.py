@@ -199,8 +199,10 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     for i in range(len(state["matrix"]), len(updates)):
         update = updates[i]
         _seed_everything(seed * 1000 + i)
-        req = InjectRequest(current, update, cfg, seed, out / "models" / cell_name(method, seed) / f"update{i + 1}",
-                            frozen=frozen, history=tuple(updates[:i]), stream_corpus=corpus)
+        cell_dir = out / "models" / cell_name(method, seed)
+        req = InjectRequest(current, update, cfg, seed, cell_dir / f"update{i + 1}", frozen=frozen,
+                            history=tuple(updates[:i]), stream_corpus=corpus,
+                            earlier_workdir=cell_dir / f"update{i}" if i else None)
         paid = set(state.get("paid", []))  # generated and teacher items already counted in an earlier update
         with pay_once(paid):
             injected = spec.fn(req)  # a context (+rag, +oracle) covers every update so far: InjectRequest.seen

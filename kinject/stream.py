@@ -16,12 +16,13 @@ their ``date`` field and cut into K runs at date boundaries, so that one date is
 Each probe goes with its ``doc_id``'s update.
 
 What carries over between updates: the trained weights (a LoRA adapter is merged before the next
-update trains a fresh one). Retrieval (``+rag``) indexes every document seen so far, rebuilt at
-each update, and ``+oracle`` places any of them (``InjectRequest.seen``). What a method derives
-from "the model as loaded" (distill's teacher, +replay and +anchor's texts, +delia's
-self-samples) comes from the frozen base model, loaded beside the one being trained for such
-methods only (their spec ``reads_model``). ``<m>+retrain`` is the baseline a user compares with:
-at each update it retrains ``m`` from the base model on every update so far.
+update trains a fresh one). Retrieval (``+rag``) indexes every document seen so far, each
+update's appended to the index of the updates before, and ``+oracle`` places any of them
+(``InjectRequest.seen``). What a method derives from "the model as loaded" (distill's teacher,
++replay and +anchor's texts, +delia's self-samples) comes from the frozen base model, loaded
+beside the one being trained for such methods only (their spec ``reads_model``). ``<m>+retrain``
+is the baseline a user compares with: at each update it retrains ``m`` from the base model on
+every update so far.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from kinject.retrieval.retriever import (
     Retriever,
     build_index,
     check_retrieval_config,
+    extended_index,
     format_passages,
     gold_spans,
 )
@@ -103,6 +104,29 @@ def test_the_right_passage_ranks_first_and_survives_a_round_trip(embedder, tmp_p
     assert [(h.chunk, round(h.score, 5)) for h in again] == [(h.chunk, round(h.score, 5))
                                                              for h in retriever.search(["Who founded Quillon Works?"],
                                                                                        k=3)[0]]
+
+
+def test_a_stream_appends_the_new_documents_to_the_saved_index(embedder, tmp_path, monkeypatch):
+    docs = [Document("a", "Quillon Works was founded in 1874 by Ada Marlow. It sells tide clocks."),
+            Document("b", "The Varnholt lighthouse is painted red and white."),
+            Document("c", "Tide clocks show the state of the tide rather than the hour. Sailors use them.")]
+    cfg = RetrievalConfig(progress=False)
+    build_index(docs[:2], cfg, embedder).save(tmp_path / "update1")
+    encoded = []
+    encode = embedder.encode_passages
+    monkeypatch.setattr(embedder, "encode_passages", lambda texts, *a: encoded.extend(texts) or encode(texts, *a))
+    grown = extended_index(tmp_path / "update1", docs, cfg, embedder)
+    assert encoded == ["Tide clocks show the state of the tide rather than the hour.", "Sailors use them."]
+    fresh = build_index(docs, cfg, embedder)
+    assert grown.chunks == fresh.chunks and grown.meta["chunks"] == 5 and grown.meta["documents"] == 3
+    questions = embedder.encode_queries(["Who founded Quillon Works?", "What do sailors use?"], 2)
+    assert [[(h.chunk.id, round(h.score, 5)) for h in row] for row in grown.search(questions, 5)] == [
+        [(h.chunk.id, round(h.score, 5)) for h in row] for row in fresh.search(questions, 5)]
+    # built afresh (None) when the saved index holds a document that is gone, was cut another way,
+    # or is not there at all
+    assert extended_index(tmp_path / "update1", docs[1:], cfg, embedder) is None
+    assert extended_index(tmp_path / "update1", docs, RetrievalConfig(chunking="paragraph"), embedder) is None
+    assert extended_index(tmp_path / "nothing", docs, cfg, embedder) is None
 
 
 @pytest.mark.parametrize(("ann", "kind", "setting"), [("ivf", "ivf-flat", ("nprobe", 8)),

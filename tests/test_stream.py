@@ -126,6 +126,9 @@ def test_a_stream_bench_with_the_retrain_baseline_and_rag(tiny_model_dir, tmp_pa
     assert retrain["stream"]["cost"][1]["train_tokens"] > ft["stream"]["cost"][1]["train_tokens"]
     assert retrain["stream"]["cost"][0]["train_tokens"] == ft["stream"]["cost"][0]["train_tokens"]
     assert rag["cost"]["train_steps"] == 0 and all(c["index_seconds"] > 0 for c in rag["stream"]["cost"])
+    # rag's second update appended its documents to the first update's index
+    meta = json.loads((tmp_path / "run" / "models" / "rag-seed0" / "update2" / "index" / "meta.json").read_text())
+    assert "extended" in meta and meta["documents"] == 3
     assert ft["cost"]["train_tokens"] == sum(c["train_tokens"] for c in ft["stream"]["cost"])
     # each update's own info: the baseline's second training holds both updates' texts
     assert [i["texts"] for i in retrain["stream"]["info"]] == [ft["stream"]["info"][0]["texts"],

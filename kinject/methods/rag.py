@@ -1,8 +1,10 @@
 """Retrieval: the ``+rag`` modifier (any method's model plus retrieved passages) and ``rag``.
 
-The corpus's documents (in a stream, every update's so far) are chunked, embedded and indexed with
-FAISS (or ``retrieval.index``, a prebuilt directory, is opened: not in a stream, where it would
-hold later updates); the index is saved under the method's work directory. At
+The corpus's documents are chunked, embedded and indexed with FAISS (or ``retrieval.index``, a
+prebuilt directory, is opened: not in a stream, where it would hold later updates); the index is
+saved under the method's work directory. In a stream, each update's documents are appended to the
+index the previous update saved (every update's so far are indexed; see
+:func:`kinject.retrieval.retriever.extended_index` for when it is built afresh instead). At
 evaluation time the top ``retrieval.k`` chunks for each question are placed before it.
 """
 
@@ -36,7 +38,8 @@ def check_rag(corpus: Corpus, cfg: RunConfig) -> None:
 @register_modifier("rag", "with the top retrieval.k retrieved passages before each question", check=check_rag)
 def with_retrieval(injected: Injected, req: InjectRequest) -> Injected:
     cfg = req.cfg.retrieval
-    retriever, seconds = open_retriever(req.seen.documents, cfg, req.workdir / "index")
+    earlier = req.earlier_workdir / "index" if req.earlier_workdir is not None else None
+    retriever, seconds = open_retriever(req.seen.documents, cfg, req.workdir / "index", earlier)
     context = RetrievalContext(retriever, req.seen, cfg.k, cfg.batch_size)
     return dataclasses.replace(injected, context=context, index_seconds=seconds,
                                info={**injected.info, "retrieval": describe(cfg, retriever)})

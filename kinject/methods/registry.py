@@ -42,8 +42,10 @@ class InjectRequest:
     > 1) ``loaded`` is the model the earlier updates produced, ``history`` holds those updates'
     corpora, ``frozen`` is the base model, from which a method derives what it derives from
     "the model as loaded" (a teacher's targets, replay texts, self-samples; see :attr:`source`),
-    and ``stream_corpus`` is the corpus of every update, past and future: what ``+qa``'s
-    demonstrations must stay clear of, as in a run of the whole corpus at once."""
+    ``stream_corpus`` is the corpus of every update, past and future: what ``+qa``'s
+    demonstrations must stay clear of, as in a run of the whole corpus at once, and
+    ``earlier_workdir`` is the previous update's ``workdir``, where a method finds what it left
+    there (``+rag`` appends the new update's passages to the index it saved)."""
 
     loaded: LoadedModel
     corpus: Corpus
@@ -56,6 +58,7 @@ class InjectRequest:
     frozen: LoadedModel | None = None
     history: tuple[Corpus, ...] = ()
     stream_corpus: Corpus | None = None
+    earlier_workdir: Path | None = None
 
     @property
     def seen(self) -> Corpus:

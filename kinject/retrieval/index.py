@@ -100,6 +100,18 @@ class PassageIndex:
                 "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
         return cls(index, list(chunks), meta)
 
+    def extend(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Append ``vectors`` (n, dim) float32 unit rows, row i belonging to ``chunks[i]``, in place:
+        an exact or HNSW index grows as if built with them; an IVF index files them under the
+        centroids it was trained with (not trained again)."""
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        if len(chunks):
+            self.index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        self.chunks += chunks
+        self.meta |= {"chunks": len(self.chunks), "documents": len({c.doc_id for c in self.chunks}),
+                      "extended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
     def search(self, queries: np.ndarray, k: int) -> list[list[Hit]]:
         """The top ``k`` chunks for each row of ``queries`` (m, dim), best first."""
         if not len(queries):

@@ -133,6 +133,30 @@ def build_index(documents: Sequence[Document], cfg: RetrievalConfig, embedder: E
                               ef_search=cfg.ef_search)
 
 
+def extended_index(earlier: Path, documents: Sequence[Document], cfg: RetrievalConfig, embedder: Embedder
+                   ) -> PassageIndex | None:
+    """The index saved at ``earlier`` with the chunks of ``documents`` it does not hold appended
+    (only those are embedded); None, so that the caller builds afresh, when there is no index there,
+    it holds a document not in ``documents`` or was built with other settings (embedder, chunking),
+    or the grown index would cross ``retrieval.ann_threshold`` (an exact index then becomes ANN)."""
+    if not (earlier / "meta.json").is_file():
+        return None
+    index = PassageIndex.load(earlier, expect=embedder.describe())
+    ids = {d.id for d in documents}
+    held = {c.doc_id for c in index.chunks}
+    if not held <= ids:
+        return None
+    chunks, chunking = corpus_chunks([d for d in documents if d.id not in held], cfg, embedder)
+    same = {k: v for k, v in chunking.items() if k != "split_to_window"} == {
+        k: v for k, v in index.meta["chunking"].items() if k != "split_to_window"}
+    exact = index.meta["index"]["type"] == "flat"
+    if not same or (exact and len(index.chunks) + len(chunks) >= cfg.ann_threshold):
+        return None
+    index.extend(chunks, embedder.encode_passages([c.text for c in chunks], cfg.batch_size, cfg.progress))
+    index.meta["chunking"]["split_to_window"] += chunking["split_to_window"]
+    return index
+
+
 class Retriever:
     """Questions in, ranked chunks out: dense (``embedder`` and ``index``), BM25 (``lexical``), or
     both fused (``mode``; see :class:`RetrievalConfig`), then optionally reranked by a cross-encoder
@@ -175,11 +199,13 @@ class Retriever:
         return [reciprocal_rank_fusion([d, w], k, self.rrf_constant) for d, w in zip(dense, lexical)]
 
 
-def open_retriever(documents: Sequence[Document], cfg: RetrievalConfig, out: Path | None
-                   ) -> tuple[Retriever, float]:
-    """The retriever for a run: ``cfg.index`` if given, else a fresh index of ``documents``
-    (saved to ``out`` when given; in ``bm25`` mode nothing is embedded and nothing saved). Returns
-    it and the seconds spent building/opening it."""
+def open_retriever(documents: Sequence[Document], cfg: RetrievalConfig, out: Path | None,
+                   earlier: Path | None = None) -> tuple[Retriever, float]:
+    """The retriever for a run: ``cfg.index`` if given, else an index of ``documents`` (saved to
+    ``out`` when given; in ``bm25`` mode nothing is embedded and nothing saved): the index saved at
+    ``earlier`` with the documents it lacks appended (a stream's update), where there is one of
+    some of ``documents`` and :func:`extended_index` can extend it, else a fresh one. Returns the
+    retriever and the seconds spent building/opening it."""
     start = time.perf_counter()
     embedder = load_embedder(cfg)
     index, lexical, chunking = None, None, None
@@ -189,7 +215,8 @@ def open_retriever(documents: Sequence[Document], cfg: RetrievalConfig, out: Pat
     elif cfg.mode == "bm25":
         chunks, chunking = corpus_chunks(documents, cfg, embedder)
     else:
-        index = build_index(documents, cfg, embedder)
+        index = extended_index(earlier, documents, cfg, embedder) if earlier is not None else None
+        index = index or build_index(documents, cfg, embedder)
         if out is not None:
             index.save(out, replace=True)
     if cfg.mode != "dense":
