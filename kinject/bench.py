@@ -33,7 +33,15 @@ from typing import Any
 from kinject.artifacts import check_writable, remove_stale_temporaries, staged_directory
 from kinject.checks import check_section
 from kinject.claims import held, try_claim
-from kinject.config import RunConfig, dump_config, load_config, read_config_file, same_config, saved_config
+from kinject.config import (
+    RunConfig,
+    config_diff,
+    dump_config,
+    load_config,
+    read_config_file,
+    same_config,
+    saved_config,
+)
 from kinject.data.builtin.general import general_mcq_probes, general_qa_probes
 from kinject.data.builtin.retention import retention_probes
 from kinject.data.jsonl import atomic_write_text, read_json, write_json, write_jsonl
@@ -77,10 +85,12 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     cfg_file = out / "config.yaml"
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
-    same = cfg_file.is_file() and same_config(saved_config(read_config_file(cfg_file)), cfg)
+    saved = saved_config(read_config_file(cfg_file)) if cfg_file.is_file() else None
+    same = cfg_file.is_file() and same_config(saved, cfg)
     if cfg_file.is_file():
         if not same and _started(out):
-            raise UserError(f"--out {out}: holds a run with a different config; choose another directory")
+            raise UserError(f"--out {out}: holds a run with a different config ({config_diff(saved, cfg)}); choose "
+                            "another directory, or give the recorded values to resume it")
     elif out.exists() and any(not p.name.startswith(".") for p in out.iterdir()):  # a worker's temporary aside
         raise UserError(f"--out {out}: exists, is not empty and is not a kinject run; choose another directory")
     check_writable(out)

@@ -278,5 +278,22 @@ def same_config(saved: RunConfig | None, cfg: RunConfig) -> bool:
     return saved is not None and _identity(saved.to_dict()) == _identity(cfg.to_dict())
 
 
+def config_diff(saved: RunConfig | None, cfg: RunConfig, most: int = 4) -> str:
+    """What differs between a recorded config and ``cfg``, for an error line: ``key recorded ->
+    now`` for the first ``most`` dotted keys (display settings aside), or that the recorded one
+    holds a key kinject no longer has."""
+    if saved is None:
+        return "the recorded config holds a key this kinject no longer has"
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if isinstance(node, dict):
+            return {k: v for key, child in node.items() for k, v in flat(child, f"{prefix}{key}.").items()}
+        return {prefix[:-1]: node}
+
+    old, new = flat(_identity(saved.to_dict())), flat(_identity(cfg.to_dict()))
+    changed = [f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in dict.fromkeys([*old, *new]) if old.get(k) != new.get(k)]
+    return ", ".join(changed[:most]) + (f" and {len(changed) - most} more" if len(changed) > most else "")
+
+
 def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)

@@ -26,7 +26,15 @@ from typing import Any
 
 import yaml
 
-from kinject.config import RunConfig, apply_mapping, parse_override, read_config_file, same_config, saved_config
+from kinject.config import (
+    RunConfig,
+    apply_mapping,
+    config_diff,
+    parse_override,
+    read_config_file,
+    same_config,
+    saved_config,
+)
 from kinject.data.jsonl import atomic_write_text, write_json
 from kinject.errors import UserError
 from kinject.hardware import is_main_process
@@ -107,10 +115,13 @@ def prepare_sweep_dir(out: Path, cfg: RunConfig, axes: list[SweepAxis]) -> None:
             raise UserError(f"--out {out}: exists and is not a directory")
         if marker.is_file():
             saved = read_config_file(marker)
-            config = saved.get("config")
-            same = isinstance(config, dict) and same_config(saved_config(config), cfg)
-            if saved.get("sweep") != sweep or not same:
-                raise UserError(f"--out {out}: holds a different sweep or config; choose another directory")
+            config = saved_config(saved["config"]) if isinstance(saved.get("config"), dict) else None
+            if saved.get("sweep") != sweep:
+                raise UserError(f"--out {out}: holds a different sweep ({saved.get('sweep')} -> {sweep}); choose "
+                                "another directory")
+            if not same_config(config, cfg):
+                raise UserError(f"--out {out}: holds this sweep with a different config ({config_diff(config, cfg)}); "
+                                "choose another directory, or give the recorded values to resume it")
             return
         if any(out.iterdir()):
             raise UserError(f"--out {out}: exists, is not empty and is not a kinject sweep; choose another directory")

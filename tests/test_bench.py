@@ -71,7 +71,7 @@ def test_a_different_config_is_refused_and_nothing_is_overwritten(tiny_model_dir
     out = tmp_path / "run"
     bench.run_bench(_cfg(tiny_model_dir, "methods=[base]"), out, log=lambda m: None)
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    with pytest.raises(UserError, match="different config"):
+    with pytest.raises(UserError, match=r"different config \(train\.lr 0\.0003 -> 0\.5\); .* give the recorded"):
         bench.run_bench(_cfg(tiny_model_dir, "methods=[base]", "train.lr=0.5"), out, log=lambda m: None)
     assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
     config = (out / "config.yaml").read_text()

@@ -10,8 +10,11 @@ set -euo pipefail
 kinject=.venv/bin/kinject
 out=${OUT:-runs/retention-dev}
 common=("seeds=[1000,1001]" "eval.kinds=[qa,mcq,cloze,retention,general_qa,general_mcq,general_kl]")
-# the baselines (finished cells are skipped: with the directory copied from docs/runs, nothing runs)
-$kinject bench --out "${BASELINES:-runs/dev-plain-intel}" --methods base,ft,ft-para,ft-para+qa,rag,oracle "${common[@]}"
+# the baselines, run only where they are missing: a directory copied from docs/runs was recorded
+# under distill's defaults before they changed (issue 22), so kinject would refuse to resume it
+baselines=${BASELINES:-runs/dev-plain-intel}
+[ -f "$baselines/results.json" ] ||
+  $kinject bench --out "$baselines" --methods base,ft,ft-para,ft-para+qa,rag,oracle "${common[@]}"
 for ratio in 0.1 0.5 1.0; do
   $kinject bench --out $out/replay-$ratio --methods ft+replay,ft+anchor "${common[@]}" replay.ratio=$ratio
 done
