@@ -4,7 +4,7 @@
 # then on fresh seeds 12-14, the chosen row (templated) against distill's defaults, to confirm or
 # not a change of defaults (read with kinject compare runs/distill-fresh/s*/{defaults,chosen}
 # --pair chosen/distill,defaults/distill). `fresh-baselines`: the baselines and distill with
-# continuation prompts on the same fresh seeds, read beside the chosen row (step 7: kinject compare
+# continuation prompts on the same fresh seeds, read beside the chosen row (step 8: kinject compare
 # runs/distill-fresh/baselines runs/distill-fresh/continuation runs/distill-fresh/s*/chosen).
 # METHOD and SETTINGS are the chosen row, fixed before this runs; the row step 2c chose:
 #   METHOD=distill SETTINGS='distill.loss=ce distill.filter=grounded distill.epochs=10' \
