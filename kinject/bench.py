@@ -86,7 +86,7 @@ def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out}: exists and is not a directory")
     saved = saved_config(read_config_file(cfg_file)) if cfg_file.is_file() else None
-    same = cfg_file.is_file() and same_config(saved, cfg)
+    same = same_config(saved, cfg)  # False without a recorded config
     if cfg_file.is_file():
         if not same and _started(out):
             raise UserError(f"--out {out}: holds a run with a different config ({config_diff(saved, cfg)}); choose "
@@ -192,7 +192,8 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     start = time.perf_counter()
     spec = get_method(method)
     updates = split_updates(corpus, cfg.stream, seed)
-    partial = out / "models" / cell_name(method, seed) / "partial"
+    cell_dir = out / "models" / cell_name(method, seed)  # each update's workdir, the partial state, the model
+    partial = cell_dir / "partial"
     state: dict[str, list] = {"matrix": [], "general": [], "cost": [], "info": [], "paid": []}
     if world_size() == 1 and (partial / "state.json").is_file():  # resumed: the last kept update's model
         state = read_json(partial / "state.json")
@@ -209,7 +210,6 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
     for i in range(len(state["matrix"]), len(updates)):
         update = updates[i]
         _seed_everything(seed * 1000 + i)
-        cell_dir = out / "models" / cell_name(method, seed)
         req = InjectRequest(current, update, cfg, seed, cell_dir / f"update{i + 1}", frozen=frozen,
                             history=tuple(updates[:i]), stream_corpus=corpus,
                             earlier_workdir=cell_dir / f"update{i}" if i else None)
@@ -242,7 +242,7 @@ def run_stream_cell(method: str, seed: int, corpus: Corpus, cfg: RunConfig, out:
                if any(r["kind"] == k for r in samples)}  # a kind with no probe gets no figure
     write_jsonl(out / "samples" / f"{cell_name(method, seed)}.jsonl", [*samples, *general_records])
     if cfg.save_models and any(c["train_steps"] for c in costs):  # whole: each update's LoRA adapter was merged
-        save_injected(current.model, current.tokenizer, out / "models" / cell_name(method, seed), cfg.model)
+        save_injected(current.model, current.tokenizer, cell_dir, cfg.model)
     shutil.rmtree(partial, ignore_errors=True)
     metrics = {**flatten_metrics({**by_kind, **final}), **stream_summary(matrix, costs, injected.info)}
     cost = {k: sum(c[k] for c in costs) for k in costs[0]}

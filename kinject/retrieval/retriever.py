@@ -216,7 +216,8 @@ def open_retriever(documents: Sequence[Document], cfg: RetrievalConfig, out: Pat
         chunks, chunking = corpus_chunks(documents, cfg, embedder)
     else:
         index = extended_index(earlier, documents, cfg, embedder) if earlier is not None else None
-        index = index or build_index(documents, cfg, embedder)
+        if index is None:
+            index = build_index(documents, cfg, embedder)
         if out is not None:
             index.save(out, replace=True)
     if cfg.mode != "dense":
