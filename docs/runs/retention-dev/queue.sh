@@ -46,3 +46,8 @@ done
 # distill (its defaults: ce, grounded answers, 10 passes) with the replay and the anchor, paired by world
 # with distill's own cells on this CPU (docs/runs/distill-dev-ce/grounded-e10, the same command without a modifier).
 $kinject bench --out $out/distill-mix --methods distill+anchor,distill+replay "${common[@]}" replay.ratio=0.5
+# WiSE-FT on the most accurate method that trains on its own data, ft-para+qa (added on 2026-12-07
+# before any +wise row had run): the family is paired with ft-para+qa, trained again in each run.
+for alpha in 0.3 0.5 0.7; do
+  $kinject bench --out $out/wise-qa-$alpha --methods ft-para+qa,ft-para+qa+wise "${common[@]}" wise.alpha=$alpha
+done
