@@ -3,8 +3,9 @@
 # on both retention measures (the 52 questions, and general_qa / general_mcq / general_kl). One
 # run directory per setting; read them together with
 #   kinject compare runs/dev-plain-intel runs/retention-dev/* --pair ft+anchor,ft --markdown
-# Finished cells are skipped, so it resumes. A bench directory resumes only on the CPU it began on,
-# so BASELINES names the baselines of this CPU: on the Intel Xeon copy docs/runs/dev-plain-intel
+# Finished cells are skipped, so it resumes. The families run one after another (replay and anchor,
+# WiSE-FT, LoRA and the layer subset, distill), so that each is whole on one CPU: a bench directory
+# resumes only on the CPU it began on, so BASELINES names the baselines of this CPU: on the Intel Xeon copy docs/runs/dev-plain-intel
 # to runs/ (the default), on the AMD EPYC docs/runs/dev-plain, and set BASELINES=runs/dev-plain.
 set -euo pipefail
 kinject=.venv/bin/kinject
@@ -22,17 +23,6 @@ for weight in 0.3 3.0; do
   $kinject bench --out $out/anchor-w$weight --methods ft+anchor "${common[@]}" replay.ratio=0.5 anchor.weight=$weight
 done
 $kinject bench --out $out/para-anchor --methods ft-para+anchor,ft-para+replay "${common[@]}" replay.ratio=0.5
-# WiSE-FT: each alpha one run (ft and ft-para trained again in each, +wise reusing them in the cell's
-# seed), read beside the rows above.
-for alpha in 0.3 0.5 0.7; do
-  $kinject bench --out $out/wise-$alpha --methods ft,ft+wise,ft-para,ft-para+wise "${common[@]}" wise.alpha=$alpha
-done
-# LoRA (r 16 on the seven projections) at two learning rates: fewer weights moved, less forgotten?
-for lr in 3e-4 1e-3; do
-  $kinject bench --out $out/lora-$lr --methods ft,ft-para "${common[@]}" train.mode=lora train.lr=$lr
-done
-# A layer subset: LaPael's recipe (only the MLPs of layers 5 and up, lr 1e-3 with step decay).
-$kinject bench --config configs/lapael-recipe.yaml --out $out/subset-recipe --methods ft,ft-para "${common[@]}"
 # The anchor where ft-para+qa forgets: in +qa's phase of demonstrations alone too (replay.phases=all),
 # against the anchor in the main phase only.
 for phases in main all; do
@@ -43,11 +33,22 @@ done
 for weight in 1.0 3.0; do
   $kinject bench --out $out/penalty-w$weight --methods ft+anchor,ft-para+anchor "${common[@]}" replay.ratio=0.5 anchor.form=penalty anchor.weight=$weight
 done
-# distill (its defaults: ce, grounded answers, 10 passes) with the replay and the anchor, paired by world
-# with distill's own cells on this CPU (docs/runs/distill-dev-ce/grounded-e10, the same command without a modifier).
-$kinject bench --out $out/distill-mix --methods distill+anchor,distill+replay "${common[@]}" replay.ratio=0.5
+# WiSE-FT: each alpha one run (ft and ft-para trained again in each, +wise reusing them in the cell's
+# seed), read beside the rows above.
+for alpha in 0.3 0.5 0.7; do
+  $kinject bench --out $out/wise-$alpha --methods ft,ft+wise,ft-para,ft-para+wise "${common[@]}" wise.alpha=$alpha
+done
 # WiSE-FT on the most accurate method that trains on its own data, ft-para+qa (added on 2026-12-07
 # before any +wise row had run): the family is paired with ft-para+qa, trained again in each run.
 for alpha in 0.3 0.5 0.7; do
   $kinject bench --out $out/wise-qa-$alpha --methods ft-para+qa,ft-para+qa+wise "${common[@]}" wise.alpha=$alpha
 done
+# LoRA (r 16 on the seven projections) at two learning rates: fewer weights moved, less forgotten?
+for lr in 3e-4 1e-3; do
+  $kinject bench --out $out/lora-$lr --methods ft,ft-para "${common[@]}" train.mode=lora train.lr=$lr
+done
+# A layer subset: LaPael's recipe (only the MLPs of layers 5 and up, lr 1e-3 with step decay).
+$kinject bench --config configs/lapael-recipe.yaml --out $out/subset-recipe --methods ft,ft-para "${common[@]}"
+# distill (its defaults: ce, grounded answers, 10 passes) with the replay and the anchor, paired by world
+# with distill's own cells on this CPU (docs/runs/distill-dev-ce/grounded-e10, the same command without a modifier).
+$kinject bench --out $out/distill-mix --methods distill+anchor,distill+replay "${common[@]}" replay.ratio=0.5
