@@ -251,11 +251,24 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     return cfg
 
 
+# Keys added with a default that does what no earlier kinject did: the value that does what it did,
+# and the modifier whose rows it changes. A recorded config without the key that runs such a row
+# reads it so, and resumes only as it ran.
+EARLIER_BEHAVIOUR = {("anchor", "kl"): ("topk", "anchor")}
+
+
 def saved_config(mapping: dict[str, Any]) -> RunConfig | None:
     """A config a run directory recorded, with the keys kinject gained since it was written at
-    their defaults (a new key's default keeps the old behaviour), or None if it no longer loads (a
-    key since removed): then it is another config."""
+    their defaults (a new key's default keeps the old behaviour) or, for those in
+    :data:`EARLIER_BEHAVIOUR` where it runs their modifier, at the value that does; or None if it
+    no longer loads (a key since removed): then it is another config."""
     cfg = RunConfig()
+    mapping = {**mapping}
+    methods = mapping.get("methods") if isinstance(mapping.get("methods"), list) else []
+    for (section, key), (value, modifier) in EARLIER_BEHAVIOUR.items():
+        uses = any(modifier in str(m).split("+")[1:] for m in methods)
+        if uses and isinstance(mapping.get(section), dict) and key not in mapping[section]:
+            mapping[section] = {**mapping[section], key: value}
     try:
         apply_mapping(cfg, mapping)
         check_section(cfg, "")

@@ -115,10 +115,13 @@ def prepare_sweep_dir(out: Path, cfg: RunConfig, axes: list[SweepAxis]) -> None:
             raise UserError(f"--out {out}: exists and is not a directory")
         if marker.is_file():
             saved = read_config_file(marker)
-            config = saved_config(saved["config"]) if isinstance(saved.get("config"), dict) else None
             if saved.get("sweep") != sweep:
                 raise UserError(f"--out {out}: holds a different sweep ({saved.get('sweep')} -> {sweep}); choose "
                                 "another directory")
+            if not isinstance(saved.get("config"), dict):
+                raise UserError(f"--out {out}: its sweep.yaml records no config mapping (a damaged marker); choose "
+                                "another directory")
+            config = saved_config(saved["config"])
             if not same_config(config, cfg):
                 raise UserError(f"--out {out}: holds this sweep with a different config ({config_diff(config, cfg)}); "
                                 "choose another directory, or give the recorded values to resume it")

@@ -52,6 +52,54 @@ def test_a_penalty_rows_loss_is_a_mean_of_its_own_added_to_the_methods():
     assert alone.item() == pytest.approx(3.0 * anchor.item(), rel=1e-5) and only.grad.abs().sum() > 0
 
 
+def _student_grad(student: torch.Tensor, top: int, form: str) -> torch.Tensor:
+    """The gradient of one position's loss on the student's logits when the teacher is the student."""
+    logits = torch.stack([student, torch.zeros_like(student)])[None].clone().requires_grad_()  # (1, 2, V)
+    logp = torch.log_softmax(student, -1).topk(top)
+    labels = torch.tensor([[-100, int(logp.indices[0])]])
+    ids = torch.stack([torch.full((top,), -1), logp.indices])[None]
+    lps = torch.stack([torch.zeros(top), logp.values])[None]
+    distillation_loss(logits, labels, ids, lps, torch.tensor([DISTILL_FORMS.index(form)])).backward()
+    return logits.grad[0, 0]
+
+
+def test_the_tail_kl_leaves_a_student_that_is_the_teacher_where_it_is_and_the_topk_one_does_not():
+    student = torch.log_softmax(torch.randn(50, generator=torch.Generator().manual_seed(0)), -1)
+    assert _student_grad(student, 5, "forward_kl_tail").abs().max() < 1e-6
+    assert _student_grad(student, 5, "forward_kl").abs().max() > 1e-2  # pulls mass off the tail onto the top 5
+    # apart from the teacher, the tail form is the exact KL over the top k and one outcome for the rest
+    teacher = torch.log_softmax(torch.randn(50, generator=torch.Generator().manual_seed(1)), -1)
+    top = teacher.topk(5)
+    p, q = top.values.exp(), student[top.indices].exp()
+    expect = (p * (p.log() - q.log())).sum() + (1 - p.sum()) * ((1 - p.sum()).log() - (1 - q.sum()).log())
+    got = distillation_loss(torch.stack([student, torch.zeros(50)])[None], torch.tensor([[-100, int(top.indices[0])]]),
+                            torch.stack([torch.full((5,), -1), top.indices])[None],
+                            torch.stack([torch.zeros(5), top.values])[None],
+                            torch.tensor([DISTILL_FORMS.index("forward_kl_tail")]))
+    assert got.item() == pytest.approx(expect.item(), rel=1e-4) and got.item() > 0
+
+
+def test_anchor_kl_picks_the_loss_form_and_a_run_recorded_before_it_resumes_as_it_ran():
+    from kinject.config import RunConfig, same_config, saved_config
+    from kinject.methods.registry import InjectRequest
+    from kinject.methods.replay_mix import with_anchor
+
+    cfg = RunConfig()
+    assert with_anchor(InjectRequest(None, None, cfg, 0, None)).replay[0].loss == "forward_kl_tail"
+    cfg.anchor.kl = "topk"
+    assert with_anchor(InjectRequest(None, None, cfg, 0, None)).replay[0].loss == "forward_kl"
+    now = load_config(overrides=["methods=[ft,ft-para+qa+anchor]"])
+    before = now.to_dict()
+    del before["anchor"]["kl"]
+    assert saved_config(before).anchor.kl == "topk"  # what an anchor row recorded before anchor.kl ran
+    assert not same_config(saved_config(before), now)
+    topk = load_config(overrides=["methods=[ft,ft-para+qa+anchor]", "anchor.kl=topk"])
+    assert same_config(saved_config(before), topk)
+    before["methods"] = ["ft", "ft+replay"]  # no anchor row: the key's default changes nothing it ran
+    assert saved_config(before).anchor.kl == "tail"
+    assert same_config(saved_config(before), load_config(overrides=["methods=[ft,ft+replay]"]))
+
+
 def test_anchor_form_penalty_marks_its_rows_and_the_batch_carries_the_mark(tiny, tmp_path):
     from kinject.config import RunConfig
     from kinject.methods.registry import InjectRequest
@@ -64,7 +112,7 @@ def test_anchor_form_penalty_marks_its_rows_and_the_batch_carries_the_mark(tiny,
     texts.write_text(json.dumps({"text": "The kettle boils water quickly."}) + "\n")
     rows, _ = dataclasses.replace(plan, cfg=ReplayConfig(source=str(texts), max_tokens=4)).texts(
         tiny, "tiny", 1, None, progress=False)
-    assert rows[0].average == "penalty" and rows[0].loss == "forward_kl"
+    assert rows[0].average == "penalty" and rows[0].loss == "forward_kl_tail"  # anchor.kl=tail, the default
     batch = _Collator(tiny.tokenizer.pad_token_id)(training_rows(tiny.tokenizer, [rows[0], "plain text"], 32))
     assert batch["distill_penalty"].tolist() == [True, False]
 
@@ -141,7 +189,7 @@ def test_replay_and_anchor_in_a_bench_beside_ft(tiny_model_dir, tmp_path, monkey
     results = bench.run_bench(cfg, tmp_path / "run", log=lambda m: None)
     cells = {m: results["methods"][m]["per_seed"]["0"] for m in cfg.methods}
     texts = cells["ft"]["info"]["texts"]
-    for name, losses in (("ft+replay", ["ce"]), ("noise-gaussian+replay+anchor", ["ce", "forward_kl"])):
+    for name, losses in (("ft+replay", ["ce"]), ("noise-gaussian+replay+anchor", ["ce", "forward_kl_tail"])):
         cell = cells[name]
         assert [r["loss"] for r in cell["info"]["replay"]] == losses
         assert all(r["mixed"] == max(1, round(0.5 * texts)) for r in cell["info"]["replay"])

@@ -103,6 +103,10 @@ def test_sweep_written_before_a_key_existed_resumes_and_a_changed_setting_is_ref
     (out / "sweep.yaml").write_text(yaml.safe_dump(marker, sort_keys=False))
     with pytest.raises(UserError, match=r"different config \(the recorded config holds a key this kinject no"):
         run_sweep(cfg, parse_sweep(["para.k=0,2"]), out, lambda p, d: {}, log=lambda m: None)
+    del marker["config"]  # a damaged marker: no config mapping at all
+    (out / "sweep.yaml").write_text(yaml.safe_dump(marker, sort_keys=False))
+    with pytest.raises(UserError, match=r"sweep\.yaml records no config mapping"):
+        run_sweep(cfg, parse_sweep(["para.k=0,2"]), out, lambda p, d: {}, log=lambda m: None)
 
 
 def test_cli_sweep_runs_the_real_suite_per_value(tiny_model_dir, tmp_path, capsys):

@@ -22,13 +22,16 @@ demonstrations mixed in, self-samples); which ones is fixed by ``replay.seed``, 
 every run seed. With ``replay.phases=all`` a ``+qa`` phase of demonstrations alone gets its own
 ``replay.ratio`` share too (drawn as the main phase's: the shorter draw is the longer one's first
 texts, paid once). ``+replay`` trains them with the next-token loss on the continuation (or text)
-tokens; ``+anchor`` instead trains, at the same tokens, the KL from the frozen model's top
-``anchor.top_k`` next-token distributions (forward KL, as ``distill``), each position's loss
-times ``anchor.weight``: a penalty that keeps the model's distributions on general text where
-they were. With ``anchor.form=pooled`` those positions join the batch's one mean; with ``penalty``
-they form a mean of their own, added to the method's. What the frozen model read and wrote for
-them counts as teacher cost (``+replay`` on a given text asks it nothing: the text's own tokens
-are its targets).
+tokens; ``+anchor`` instead trains, at the same tokens, the KL from the frozen model's next-token
+distributions, each position's loss times ``anchor.weight``: a penalty that keeps the model's
+distributions on general text where they were. With ``anchor.kl=tail`` (the default) the KL is
+exact over the frozen model's top ``anchor.top_k`` tokens and one outcome for all the rest, so the
+frozen model is its minimum; ``anchor.kl=topk`` renormalises the top k (``distill``'s
+``forward_kl``), whose target pulls mass off the tail even from the frozen model itself (every
+anchor row before 2026-12-07 ran so). With ``anchor.form=pooled`` those positions join the
+batch's one mean; with ``penalty`` they form a mean of their own, added to the method's. What
+the frozen model read and wrote for them counts as teacher cost (``+replay`` on a given text asks
+it nothing: the text's own tokens are its targets).
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from kinject.training.trainer import Distilled, TrainText
 BUILTIN_PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
 PHASES = ("main", "all")
 ANCHOR_FORMS = ("pooled", "penalty")
+ANCHOR_KLS = {"tail": "forward_kl_tail", "topk": "forward_kl"}  # anchor.kl -> the loss form
 
 
 @dataclass
@@ -80,14 +84,16 @@ class AnchorConfig:
     """``+anchor``: ``weight`` on the KL toward the frozen model at each replay token, over its
     ``top_k`` most likely tokens; ``form``: ``pooled`` (the replay positions count in the batch's
     one mean with the method's own) or ``penalty`` (the method's mean plus ``weight`` times the
-    replay positions' own mean)."""
+    replay positions' own mean); ``kl``: ``tail`` (the frozen model's mass outside its top k kept as
+    one outcome: the frozen model is the minimum) or ``topk`` (the top k renormalised)."""
 
     weight: float = 1.0
     top_k: int = 20
     form: str = "pooled"
+    kl: str = "tail"
 
     CHECKS: ClassVar[dict[str, Check]] = {"weight": non_negative, "top_k": at_least(1),
-                                          "form": one_of(*ANCHOR_FORMS)}
+                                          "form": one_of(*ANCHOR_FORMS), "kl": one_of(*ANCHOR_KLS)}
 
 
 def check_replay_config(cfg: ReplayConfig) -> None:
@@ -144,8 +150,8 @@ def given_text_row(tokenizer, prompt: TeacherPrompt, settings: DistillConfig) ->
 
 @dataclass
 class Replay:
-    """What ``+replay`` (``loss="ce"``) or ``+anchor`` (``loss="forward_kl"``, ``weight``, and
-    ``average="penalty"`` for ``anchor.form=penalty``) mixes in."""
+    """What ``+replay`` (``loss="ce"``) or ``+anchor`` (``loss`` the form ``anchor.kl`` names,
+    ``weight``, and ``average="penalty"`` for ``anchor.form=penalty``) mixes in."""
 
     cfg: ReplayConfig
     loss: str = "ce"

@@ -11,7 +11,7 @@ from kinject.checks import check_section
 from kinject.config import RunConfig
 from kinject.data.schema import Corpus
 from kinject.errors import UserError
-from kinject.generation.replay import Replay, check_replay_config
+from kinject.generation.replay import ANCHOR_KLS, Replay, check_replay_config
 from kinject.methods.registry import InjectRequest, register_training_mix
 
 
@@ -38,10 +38,11 @@ def check_anchor(corpus: Corpus, cfg: RunConfig) -> None:
 
 @register_training_mix("anchor", "with a KL penalty toward the frozen model's next-token distributions on the "
                        "replay texts (replay.*), weight anchor.weight (anchor.form: pooled in the batch's mean "
-                       "| penalty, a mean of its own added)", check=check_anchor,
+                       "| penalty, a mean of its own added; anchor.kl: tail, exact with the rest of the "
+                       "vocabulary as one outcome | topk, renormalised)", check=check_anchor,
                        reads_model=True)
 def with_anchor(req: InjectRequest) -> InjectRequest:
     anchor = req.cfg.anchor
-    plan = Replay(req.cfg.replay, loss="forward_kl", weight=anchor.weight, top_k=anchor.top_k,
+    plan = Replay(req.cfg.replay, loss=ANCHOR_KLS[anchor.kl], weight=anchor.weight, top_k=anchor.top_k,
                   average="penalty" if anchor.form == "penalty" else "token")
     return dataclasses.replace(req, replay=(plan, *req.replay))  # outer modifiers prepare first

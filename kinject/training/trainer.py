@@ -247,8 +247,9 @@ class Distilled:
     """A student prompt and a teacher's answer, as token ids, with the teacher's next-token
     distribution at each answer token: ``top_ids`` and ``top_logprobs`` (len(answer_ids) x k, the
     teacher's k most likely tokens and their log-probabilities). The loss covers the answer tokens
-    only, against those distributions (``loss``: ``forward_kl``, ``reverse_kl``, or ``ce`` on the
-    answer tokens themselves; ``temperature`` softens both sides of a KL; ``weight`` scales the
+    only, against those distributions (``loss``: ``forward_kl``, ``reverse_kl``, ``forward_kl_tail``
+    (the KL with the teacher's mass outside its top k as one more outcome, ``+anchor``'s), or ``ce``
+    on the answer tokens themselves; ``temperature`` softens both sides of a KL; ``weight`` scales the
     row's per-token loss, as ``anchor.weight`` does; ``average``: ``sequence`` makes a batch that
     holds such a row average its rows' own means instead of its tokens, ``penalty`` puts the row
     in a mean of its own, added to the batch's loss, as ``anchor.form=penalty`` does); see
@@ -320,7 +321,7 @@ def _distilled_row(text: Distilled, max_length: int) -> dict[str, Any]:
             "distill_penalty": text.average == "penalty"}
 
 
-DISTILL_FORMS = ("ce", "forward_kl", "reverse_kl")
+DISTILL_FORMS = ("ce", "forward_kl", "reverse_kl", "forward_kl_tail")
 TEACHER_FIELDS = ("teacher_ids", "teacher_logprobs", "distill_form", "distill_temperature", "distill_weight",
                   "distill_sequence", "distill_penalty")
 
