@@ -17,22 +17,33 @@ baselines=${BASELINES:-runs/dev-plain-intel}
 [ -f "$baselines/results.json" ] ||
   $kinject bench --out "$baselines" --methods base,ft,ft-para,ft-para+qa,rag,oracle "${common[@]}"
 for ratio in 0.1 0.5 1.0; do
-  $kinject bench --out $out/replay-$ratio --methods ft+replay,ft+anchor "${common[@]}" replay.ratio=$ratio
+  $kinject bench --out $out/replay-$ratio --methods ft+replay,ft+anchor "${common[@]}" replay.ratio=$ratio anchor.kl=topk
 done
 for weight in 0.3 3.0; do
-  $kinject bench --out $out/anchor-w$weight --methods ft+anchor "${common[@]}" replay.ratio=0.5 anchor.weight=$weight
+  $kinject bench --out $out/anchor-w$weight --methods ft+anchor "${common[@]}" replay.ratio=0.5 anchor.weight=$weight anchor.kl=topk
 done
-$kinject bench --out $out/para-anchor --methods ft-para+anchor,ft-para+replay "${common[@]}" replay.ratio=0.5
+$kinject bench --out $out/para-anchor --methods ft-para+anchor,ft-para+replay "${common[@]}" replay.ratio=0.5 anchor.kl=topk
 # The anchor where ft-para+qa forgets: in +qa's phase of demonstrations alone too (replay.phases=all),
 # against the anchor in the main phase only.
 for phases in main all; do
-  $kinject bench --out $out/qa-anchor-$phases --methods ft-para+qa+anchor "${common[@]}" replay.ratio=0.5 replay.phases=$phases
+  $kinject bench --out $out/qa-anchor-$phases --methods ft-para+qa+anchor "${common[@]}" replay.ratio=0.5 replay.phases=$phases \
+    anchor.kl=topk
 done
 # The anchor as a term of its own (anchor.form=penalty: the method's mean + weight x the anchor's mean)
 # against the pooled mean every row above ran, at two weights.
 for weight in 1.0 3.0; do
-  $kinject bench --out $out/penalty-w$weight --methods ft+anchor,ft-para+anchor "${common[@]}" replay.ratio=0.5 anchor.form=penalty anchor.weight=$weight
+  $kinject bench --out $out/penalty-w$weight --methods ft+anchor,ft-para+anchor "${common[@]}" replay.ratio=0.5 anchor.form=penalty \
+    anchor.weight=$weight anchor.kl=topk
 done
+# The anchor with anchor.kl=tail, the default since 2026-12-07: the exact KL, whose minimum is the frozen
+# model (every row above ran topk, the renormalised target; added after they had run, when weight 3 was
+# seen to lose retention): ratio .5, weights 1, 3 and 10 on ft; 3 on ft-para; 3 on ft-para+qa in both phases.
+for weight in 1.0 3.0 10.0; do
+  $kinject bench --out $out/tail-w$weight --methods ft+anchor "${common[@]}" replay.ratio=0.5 anchor.weight=$weight
+done
+$kinject bench --out $out/tail-para-w3.0 --methods ft-para+anchor "${common[@]}" replay.ratio=0.5 anchor.weight=3.0
+$kinject bench --out $out/tail-qa-w3.0 --methods ft-para+qa+anchor "${common[@]}" replay.ratio=0.5 anchor.weight=3.0 \
+  replay.phases=all
 # WiSE-FT: each alpha one run (ft and ft-para trained again in each, +wise reusing them in the cell's
 # seed), read beside the rows above.
 for alpha in 0.3 0.5 0.7; do
@@ -49,6 +60,6 @@ for lr in 3e-4 1e-3; do
 done
 # A layer subset: LaPael's recipe (only the MLPs of layers 5 and up, lr 1e-3 with step decay).
 $kinject bench --config configs/lapael-recipe.yaml --out $out/subset-recipe --methods ft,ft-para "${common[@]}"
-# distill (its defaults: ce, grounded answers, 10 passes) with the replay and the anchor, paired by world
+# distill (its defaults: ce, grounded answers, 10 passes) with the replay and the anchor (anchor.kl=tail), paired by world
 # with distill's own cells on this CPU (docs/runs/distill-dev-ce/grounded-e10, the same command without a modifier).
 $kinject bench --out $out/distill-mix --methods distill+anchor,distill+replay "${common[@]}" replay.ratio=0.5
