@@ -54,6 +54,10 @@ done
 for alpha in 0.3 0.5 0.7; do
   $kinject bench --out $out/wise-qa-$alpha --methods ft-para+qa,ft-para+qa+wise "${common[@]}" wise.alpha=$alpha
 done
+# WiSE-FT on distill, the most accurate closed-book method (added on 2026-12-07 after the ft and ft-para
+# +wise rows at alpha .3 and .5, before any distill+wise row had run): distill trained again in the run
+# (its defaults), then blended at alpha .5; one more alpha follows from it (.3 if retention < .85, else .7).
+$kinject bench --out $out/distill-wise-0.5 --methods distill,distill+wise "${common[@]}" wise.alpha=0.5
 # LoRA (r 16 on the seven projections) at two learning rates: fewer weights moved, less forgotten?
 for lr in 3e-4 1e-3; do
   $kinject bench --out $out/lora-$lr --methods ft,ft-para "${common[@]}" train.mode=lora train.lr=$lr
