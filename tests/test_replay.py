@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -127,6 +128,44 @@ def test_builtin_openings_are_many_distinct_and_share_no_phrase_with_the_measure
 
     measured = set().union(*map(grams, general_text()))
     assert not [o for o in openings if grams(o) & measured]
+
+
+def _questions(path) -> set[str]:
+    return {" ".join(json.loads(line)["question"].lower().split()) for line in path.read_text().splitlines()}
+
+
+def test_builtin_questions_are_asked_as_the_evaluation_asks_and_share_no_item_or_topic_with_it():
+    from kinject.data.builtin import general
+    from kinject.evaluation.runner import qa_prompt
+    from kinject.generation.replay import BUILTIN_QUESTIONS
+
+    rows = [json.loads(line) for line in BUILTIN_QUESTIONS.read_text().splitlines()]
+    assert len(rows) == 120 and len({r["question"] for r in rows}) == 120
+    assert load_openings("questions") == [qa_prompt(r["question"]) for r in rows]
+    evaluated = [f for f in sorted(Path(general.__file__).parent.glob("*.jsonl")) if '"question"' in f.read_text()]
+    assert {"general_qa.jsonl", "general_mcq.jsonl", "retention.jsonl"} <= {f.name for f in evaluated}
+    assert not _questions(BUILTIN_QUESTIONS) & set().union(*map(_questions, evaluated))
+    topics = {json.loads(line).get("topic") for f in evaluated for line in f.read_text().splitlines()} - {None}
+    assert "capitals" in topics and not {r["topic"] for r in rows} & topics
+
+
+def test_question_replay_stops_each_answer_at_its_line_and_openings_do_not(tiny, tmp_path, monkeypatch):
+    from kinject.generation import replay
+
+    asked = {}
+
+    def recorded(model, tokenizer, prompts, settings, *args, stop_at_newline=True, **kwargs):
+        asked.update(prompts=[p.student for p in prompts], stop=stop_at_newline)
+        return replay.teacher_targets.__wrapped__(model, tokenizer, prompts, settings, *args,
+                                                  stop_at_newline=stop_at_newline, **kwargs)
+
+    recorded.__wrapped__ = replay.teacher_targets
+    monkeypatch.setattr(replay, "teacher_targets", recorded)
+    rows, _ = Replay(ReplayConfig(prompts="questions", max_tokens=4), top_k=2).texts(tiny, "tiny", 3, None, False)
+    assert len(rows) == 3 and asked["stop"] is True
+    assert all(p.startswith("Question: ") and p.endswith("\nAnswer:") for p in asked["prompts"])
+    Replay(ReplayConfig(max_tokens=4), top_k=2).texts(tiny, "tiny", 3, None, False)
+    assert asked["stop"] is False and not any(p.startswith("Question: ") for p in asked["prompts"])
 
 
 def test_self_replay_continues_openings_round_after_round_and_is_cached(tiny, tmp_path):

@@ -7,9 +7,14 @@
   own distribution) for up to ``replay.max_tokens`` tokens or to EOS. ``replay.prompts``:
   ``builtin`` is kinject's own file of 121 openings (stories, letters, how-tos, dialogues,
   opinions, notes, lists, code, verse), written for kinject; none is a general-knowledge question
-  and none opens on the encyclopedic topics of the text that ``general_kl`` reads; or a JSONL of
-  ``{"prompt"}``. When a run needs more texts than there are openings, each opening is continued
-  again with the next seed. Continuations are computed with distill's teacher machinery
+  and none opens on the encyclopedic topics of the text that ``general_kl`` reads; ``questions``
+  is kinject's own file of 120 everyday questions (sports, food, music, household, jobs, transport,
+  holidays, computing, games, clothing, crafts, school), each asked as the evaluation asks a
+  question ("Question: q\nAnswer:") and answered up to the end of its line: self-synthesised
+  rehearsal in the format ``+qa`` trains, on topics none of the evaluation's general items is
+  filed under (capitals, language, landmarks, science, history and the rest) and with no question
+  of theirs; or a JSONL of ``{"prompt"}``. When a run needs more texts than there are openings,
+  each opening is continued again with the next seed. Continuations are computed with distill's teacher machinery
   (:func:`~kinject.distill.teacher.teacher_targets`) and cached by content like its targets.
 - a path: a JSONL of ``{"text"}``, general text the user gives (a slice of a web corpus, the
   team's own documents that must not be forgotten); the first ``replay.max_tokens`` tokens of
@@ -47,10 +52,13 @@ from kinject.data.jsonl import load_records
 from kinject.distill.config import DistillConfig
 from kinject.distill.teacher import TeacherPrompt, teacher_targets
 from kinject.errors import UserError
+from kinject.evaluation.runner import qa_prompt
 from kinject.generation.cache import GenerationCost
 from kinject.training.trainer import Distilled, TrainText
 
 BUILTIN_PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
+BUILTIN_QUESTIONS = Path(__file__).with_name("replay_questions.jsonl")
+BUILTIN_PROMPT_SETS = ("builtin", "questions")
 PHASES = ("main", "all")
 ANCHOR_FORMS = ("pooled", "penalty")
 ANCHOR_KLS = {"tail": "forward_kl_tail", "topk": "forward_kl"}  # anchor.kl -> the loss form
@@ -100,7 +108,7 @@ def check_replay_config(cfg: ReplayConfig) -> None:
     """The settings, and the file ``source`` or ``prompts`` names read whole (a bad line is named)."""
     check_section(cfg, "replay")
     for key, value in (("replay.source", cfg.source), ("replay.prompts", cfg.prompts)):
-        if value not in ("self", "builtin") and not Path(value).is_file():
+        if value not in ("self", *BUILTIN_PROMPT_SETS) and not Path(value).is_file():
             raise UserError(f"{key}: {value}: no such file")
     if cfg.source == "self":
         load_openings(cfg.prompts)
@@ -118,7 +126,10 @@ def _non_empty(field_name: str) -> Any:
 
 
 def load_openings(spec: str) -> list[str]:
-    """The openings of ``builtin`` or a JSONL of ``{"prompt"}``."""
+    """The openings of ``builtin``, the questions of ``questions`` as the evaluation asks them, or
+    a JSONL of ``{"prompt"}``."""
+    if spec == "questions":
+        return [qa_prompt(q) for q in load_records(BUILTIN_QUESTIONS, _non_empty("question"))]
     path = BUILTIN_PROMPTS if spec == "builtin" else Path(spec)
     openings = load_records(path, _non_empty("prompt"))
     if not openings:
@@ -175,7 +186,7 @@ class Replay:
                 got = teacher_targets(loaded.model, loaded.tokenizer, [TeacherPrompt(o, o) for o in chosen],
                                       dataclasses.replace(settings, seed=cfg.seed + round_), model_key, cache,
                                       progress,
-                                      stop_at_newline=False, weight=self.weight)
+                                      stop_at_newline=cfg.prompts == "questions", weight=self.weight)
                 rows += got.rows
                 cost.add(got.cost)
         else:

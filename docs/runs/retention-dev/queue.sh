@@ -54,6 +54,12 @@ done
 for alpha in 0.3 0.5 0.7; do
   $kinject bench --out $out/wise-qa-$alpha --methods ft-para+qa,ft-para+qa+wise "${common[@]}" wise.alpha=$alpha
 done
+# Replay in the evaluation's question format (replay.prompts=questions: the frozen model's own answers to
+# kinject's 120 everyday questions, on topics no general item of the evaluation is filed under; added on
+# 2026-12-07 after the rows above had shown that injected facts take over the answers to general questions,
+# before any row of it had run): ratio .5 on ft, ft-para and ft-para+qa (in both of +qa's phases).
+$kinject bench --out $out/qreplay-0.5 --methods ft+replay,ft-para+replay,ft-para+qa+replay "${common[@]}" \
+  replay.prompts=questions replay.ratio=0.5 replay.phases=all
 # WiSE-FT on distill, the most accurate closed-book method (added on 2026-12-07 after the ft and ft-para
 # +wise rows at alpha .3 and .5, before any distill+wise row had run): distill trained again in the run
 # (its defaults), then blended at alpha .5; one more alpha follows from it (.3 if retention < .85, else .7).
