@@ -137,14 +137,15 @@ def _questions(path) -> set[str]:
 def test_builtin_questions_are_asked_as_the_evaluation_asks_and_share_no_item_or_topic_with_it():
     from kinject.data.builtin import general
     from kinject.evaluation.runner import qa_prompt
-    from kinject.generation.replay import BUILTIN_QUESTIONS
+    from kinject.generation.replay import BUILTIN_QUESTIONS, QUESTION_FEWSHOT
 
     rows = [json.loads(line) for line in BUILTIN_QUESTIONS.read_text().splitlines()]
     assert len(rows) == 120 and len({r["question"] for r in rows}) == 120
     assert load_openings("questions") == [qa_prompt(r["question"]) for r in rows]
     evaluated = [f for f in sorted(Path(general.__file__).parent.glob("*.jsonl")) if '"question"' in f.read_text()]
     assert {"general_qa.jsonl", "general_mcq.jsonl", "retention.jsonl"} <= {f.name for f in evaluated}
-    assert not _questions(BUILTIN_QUESTIONS) & set().union(*map(_questions, evaluated))
+    asked = _questions(BUILTIN_QUESTIONS) | {" ".join(q.lower().split()) for q, _ in QUESTION_FEWSHOT}
+    assert len(asked) == 120 + len(QUESTION_FEWSHOT) and not asked & set().union(*map(_questions, evaluated))
     topics = {json.loads(line).get("topic") for f in evaluated for line in f.read_text().splitlines()} - {None}
     assert "capitals" in topics and not {r["topic"] for r in rows} & topics
 
@@ -155,17 +156,24 @@ def test_question_replay_stops_each_answer_at_its_line_and_openings_do_not(tiny,
     asked = {}
 
     def recorded(model, tokenizer, prompts, settings, *args, stop_at_newline=True, **kwargs):
-        asked.update(prompts=[p.student for p in prompts], stop=stop_at_newline)
+        asked.update(prompts=[p.student for p in prompts], teacher=[p.teacher for p in prompts],
+                     stop=stop_at_newline, answer=settings.answer)
         return replay.teacher_targets.__wrapped__(model, tokenizer, prompts, settings, *args,
                                                   stop_at_newline=stop_at_newline, **kwargs)
 
     recorded.__wrapped__ = replay.teacher_targets
     monkeypatch.setattr(replay, "teacher_targets", recorded)
-    rows, _ = Replay(ReplayConfig(prompts="questions", max_tokens=4), top_k=2).texts(tiny, "tiny", 3, None, False)
-    assert len(rows) == 3 and asked["stop"] is True
+    cfg = ReplayConfig(prompts="questions", answer="greedy", max_tokens=4)
+    rows, _ = Replay(cfg, top_k=2).texts(tiny, "tiny", 3, None, False)
+    assert len(rows) == 3 and asked["stop"] is True and asked["answer"] == "greedy"
     assert all(p.startswith("Question: ") and p.endswith("\nAnswer:") for p in asked["prompts"])
+    # the frozen model answers after a few-shot header; the model in training sees the question alone
+    assert all(t.startswith("Answer the questions.\n\nQuestion: ") and t.endswith("\n\n" + p) and t != p
+               for t, p in zip(asked["teacher"], asked["prompts"]))
+    assert [list(r.prompt_ids) for r in rows] == [tiny.tokenizer(p).input_ids for p in asked["prompts"]]
     Replay(ReplayConfig(max_tokens=4), top_k=2).texts(tiny, "tiny", 3, None, False)
-    assert asked["stop"] is False and not any(p.startswith("Question: ") for p in asked["prompts"])
+    assert asked["stop"] is False and asked["answer"] == "sample" and asked["teacher"] == asked["prompts"]
+    assert not any(p.startswith("Question: ") for p in asked["prompts"])
 
 
 def test_self_replay_continues_openings_round_after_round_and_is_cached(tiny, tmp_path):

@@ -4,18 +4,22 @@
 
 - ``self`` (generative replay, offline for any model): the model as loaded, before any training,
   continues openings of everyday text, sampled at ``replay.temperature`` (default 1: the model's
-  own distribution) for up to ``replay.max_tokens`` tokens or to EOS. ``replay.prompts``:
-  ``builtin`` is kinject's own file of 121 openings (stories, letters, how-tos, dialogues,
-  opinions, notes, lists, code, verse), written for kinject; none is a general-knowledge question
-  and none opens on the encyclopedic topics of the text that ``general_kl`` reads; ``questions``
-  is kinject's own file of 120 everyday questions (sports, food, music, household, jobs, transport,
-  holidays, computing, games, clothing, crafts, school), each asked as the evaluation asks a
-  question ("Question: q\nAnswer:") and answered up to the end of its line: self-synthesised
-  rehearsal in the format ``+qa`` trains, on topics none of the evaluation's general items is
-  filed under (capitals, language, landmarks, science, history and the rest) and with no question
-  of theirs; or a JSONL of ``{"prompt"}``. When a run needs more texts than there are openings,
-  each opening is continued again with the next seed. Continuations are computed with distill's teacher machinery
-  (:func:`~kinject.distill.teacher.teacher_targets`) and cached by content like its targets.
+  own distribution; ``replay.answer=greedy``: its most likely tokens) for up to
+  ``replay.max_tokens`` tokens or to EOS. ``replay.prompts``: ``builtin`` is kinject's own file of
+  121 openings (stories, letters, how-tos, dialogues, opinions, notes, lists, code, verse), written
+  for kinject; none is a general-knowledge question and none opens on the encyclopedic topics of
+  the text that ``general_kl`` reads. ``questions`` is kinject's own file of 120 everyday
+  questions (sports, food, music, household, jobs, transport, holidays, computing, games,
+  clothing, crafts, school): the frozen model answers each after a few-shot header of its own
+  (:data:`QUESTION_FEWSHOT`, as the evaluation's header precedes its questions) up to the end of
+  its line, and the model in training learns that answer after the question alone
+  ("Question: q\nAnswer:", as ``+qa`` trains a pair). That is self-synthesised rehearsal on
+  topics none of the evaluation's general items is filed under (capitals, language, landmarks,
+  science, history and the rest), with no question of theirs. Or a JSONL of ``{"prompt"}``.
+  When a run needs more texts than there are openings, each opening is continued again with the
+  next seed (the same text again when greedy). Continuations are computed with distill's teacher
+  machinery (:func:`~kinject.distill.teacher.teacher_targets`) and cached by content like its
+  targets.
 - a path: a JSONL of ``{"text"}``, general text the user gives (a slice of a web corpus, the
   team's own documents that must not be forgotten); the first ``replay.max_tokens`` tokens of
   each text after its first word are used, and a corpus smaller than a run needs is used again
@@ -52,13 +56,21 @@ from kinject.data.jsonl import load_records
 from kinject.distill.config import DistillConfig
 from kinject.distill.teacher import TeacherPrompt, teacher_targets
 from kinject.errors import UserError
-from kinject.evaluation.runner import qa_prompt
+from kinject.evaluation.runner import qa_header, qa_prompt
 from kinject.generation.cache import GenerationCost
 from kinject.training.trainer import Distilled, TrainText
 
 BUILTIN_PROMPTS = Path(__file__).with_name("replay_prompts.jsonl")
 BUILTIN_QUESTIONS = Path(__file__).with_name("replay_questions.jsonl")
 BUILTIN_PROMPT_SETS = ("builtin", "questions")
+# The frozen model's header for ``replay.prompts=questions``: written for kinject, on the questions'
+# own topics, none of them an item or topic of the evaluation.
+QUESTION_INSTRUCTION = "Answer the questions."
+QUESTION_FEWSHOT: list[tuple[str, str]] = [
+    ("What do you use to eat soup?", "a spoon"),
+    ("What game is played with a bat and a ball on a diamond?", "baseball"),
+    ("Who drives a bus?", "a bus driver"),
+]
 PHASES = ("main", "all")
 ANCHOR_FORMS = ("pooled", "penalty")
 ANCHOR_KLS = {"tail": "forward_kl_tail", "topk": "forward_kl"}  # anchor.kl -> the loss form
@@ -68,13 +80,15 @@ ANCHOR_KLS = {"tail": "forward_kl_tail", "topk": "forward_kl"}  # anchor.kl -> t
 class ReplayConfig:
     """``+replay`` / ``+anchor``'s general text: ``source`` (``self`` or a JSONL of ``{"text"}``),
     ``ratio`` (replay texts per training text), ``prompts`` (openings for ``self``),
-    ``temperature`` / ``max_tokens`` (sampling; ``max_tokens`` also cuts a given text);
+    ``answer`` (``sample`` at ``temperature``, or ``greedy``) / ``max_tokens`` (``max_tokens``
+    also cuts a given text);
     ``phases``: ``main`` mixes them into the method's main training phase only, ``all`` also into
     ``+qa``'s phase of demonstrations alone (``qa.mode`` before or after), at the same ratio."""
 
     source: str = "self"
     ratio: float = 0.1
     prompts: str = "builtin"
+    answer: str = "sample"
     temperature: float = 1.0
     max_tokens: int = 64
     batch_size: int = 8
@@ -84,7 +98,7 @@ class ReplayConfig:
 
     CHECKS: ClassVar[dict[str, Check]] = {
         "ratio": positive, "temperature": positive, "max_tokens": at_least(1), "batch_size": at_least(1),
-        "seed": seed_range, "phases": one_of(*PHASES)}
+        "seed": seed_range, "phases": one_of(*PHASES), "answer": one_of("sample", "greedy")}
 
 
 @dataclass
@@ -175,18 +189,20 @@ class Replay:
         """``wanted`` texts to mix in, built with ``loaded`` (the frozen model, before training),
         and their info: source, counts, loss, and the frozen model's cost."""
         cfg = self.cfg
-        settings = DistillConfig(answer="sample", answer_temperature=cfg.temperature, max_new_tokens=cfg.max_tokens,
+        settings = DistillConfig(answer=cfg.answer, answer_temperature=cfg.temperature, max_new_tokens=cfg.max_tokens,
                                  top_k=self.top_k, loss=self.loss, batch_size=cfg.batch_size, average=self.average)
         cost, rows = GenerationCost(), []
         if cfg.source == "self":
             openings = load_openings(cfg.prompts)
             random.Random(cfg.seed).shuffle(openings)
+            questions = cfg.prompts == "questions"
+            header = qa_header(QUESTION_INSTRUCTION, QUESTION_FEWSHOT) if questions else ""
             for round_ in range(-(-wanted // len(openings))):
                 chosen = openings[: min(len(openings), wanted - round_ * len(openings))]
-                got = teacher_targets(loaded.model, loaded.tokenizer, [TeacherPrompt(o, o) for o in chosen],
+                got = teacher_targets(loaded.model, loaded.tokenizer, [TeacherPrompt(header + o, o) for o in chosen],
                                       dataclasses.replace(settings, seed=cfg.seed + round_), model_key, cache,
                                       progress,
-                                      stop_at_newline=cfg.prompts == "questions", weight=self.weight)
+                                      stop_at_newline=questions, weight=self.weight)
                 rows += got.rows
                 cost.add(got.cost)
         else:

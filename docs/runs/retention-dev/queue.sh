@@ -58,12 +58,17 @@ done
 # kinject's 120 everyday questions, on topics no general item of the evaluation is filed under; added on
 # 2026-12-07 after the rows above had shown that injected facts take over the answers to general questions,
 # before any row of it had run): ratio .5 on ft, ft-para and ft-para+qa (in both of +qa's phases).
+# qreplay-0.5 ran the option's first version (commit 15bfdd7: no header, answers sampled at temperature 1,
+# mostly an empty line or nonsense); qreplay-greedy-0.5 runs it as it now is (the frozen model answers after a
+# few-shot header of its own, greedy), added after qreplay-0.5 had run and its answers had been read.
 $kinject bench --out $out/qreplay-0.5 --methods ft+replay,ft-para+replay,ft-para+qa+replay "${common[@]}" \
   replay.prompts=questions replay.ratio=0.5 replay.phases=all
 # WiSE-FT on distill, the most accurate closed-book method (added on 2026-12-07 after the ft and ft-para
 # +wise rows at alpha .3 and .5, before any distill+wise row had run): distill trained again in the run
 # (its defaults), then blended at alpha .5; one more alpha follows from it (.3 if retention < .85, else .7).
 $kinject bench --out $out/distill-wise-0.5 --methods distill,distill+wise "${common[@]}" wise.alpha=0.5
+$kinject bench --out $out/qreplay-greedy-0.5 --methods ft+replay,ft-para+replay,ft-para+qa+replay "${common[@]}" \
+  replay.prompts=questions replay.answer=greedy replay.ratio=0.5 replay.phases=all
 # LoRA (r 16 on the seven projections) at two learning rates: fewer weights moved, less forgotten?
 for lr in 3e-4 1e-3; do
   $kinject bench --out $out/lora-$lr --methods ft,ft-para "${common[@]}" train.mode=lora train.lr=$lr
