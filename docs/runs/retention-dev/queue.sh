@@ -69,6 +69,8 @@ $kinject bench --out $out/qreplay-0.5 --methods ft+replay,ft-para+replay,ft-para
 $kinject bench --out $out/distill-wise-0.5 --methods distill,distill+wise "${common[@]}" wise.alpha=0.5
 $kinject bench --out $out/qreplay-greedy-0.5 --methods ft+replay,ft-para+replay,ft-para+qa+replay "${common[@]}" \
   replay.prompts=questions replay.answer=greedy replay.ratio=0.5 replay.phases=all
+# distill-wise-0.5 kept .750 (below .85), so the family's second alpha is .3.
+$kinject bench --out $out/distill-wise-0.3 --methods distill,distill+wise "${common[@]}" wise.alpha=0.3
 # LoRA (r 16 on the seven projections) at two learning rates: fewer weights moved, less forgotten?
 for lr in 3e-4 1e-3; do
   $kinject bench --out $out/lora-$lr --methods ft,ft-para "${common[@]}" train.mode=lora train.lr=$lr
