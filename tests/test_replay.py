@@ -130,8 +130,12 @@ def test_builtin_openings_are_many_distinct_and_share_no_phrase_with_the_measure
     assert not [o for o in openings if grams(o) & measured]
 
 
+def _norm(question: str) -> str:
+    return " ".join(question.lower().split())
+
+
 def _questions(path) -> set[str]:
-    return {" ".join(json.loads(line)["question"].lower().split()) for line in path.read_text().splitlines()}
+    return {_norm(json.loads(line)["question"]) for line in path.read_text().splitlines()}
 
 
 def test_builtin_questions_are_asked_as_the_evaluation_asks_and_share_no_item_or_topic_with_it():
@@ -144,7 +148,7 @@ def test_builtin_questions_are_asked_as_the_evaluation_asks_and_share_no_item_or
     assert load_openings("questions") == [qa_prompt(r["question"]) for r in rows]
     evaluated = [f for f in sorted(Path(general.__file__).parent.glob("*.jsonl")) if '"question"' in f.read_text()]
     assert {"general_qa.jsonl", "general_mcq.jsonl", "retention.jsonl"} <= {f.name for f in evaluated}
-    asked = _questions(BUILTIN_QUESTIONS) | {" ".join(q.lower().split()) for q, _ in QUESTION_FEWSHOT}
+    asked = _questions(BUILTIN_QUESTIONS) | {_norm(q) for q, _ in QUESTION_FEWSHOT}
     assert len(asked) == 120 + len(QUESTION_FEWSHOT) and not asked & set().union(*map(_questions, evaluated))
     topics = {json.loads(line).get("topic") for f in evaluated for line in f.read_text().splitlines()} - {None}
     assert "capitals" in topics and not {r["topic"] for r in rows} & topics
@@ -153,15 +157,13 @@ def test_builtin_questions_are_asked_as_the_evaluation_asks_and_share_no_item_or
 def test_question_replay_stops_each_answer_at_its_line_and_openings_do_not(tiny, tmp_path, monkeypatch):
     from kinject.generation import replay
 
-    asked = {}
+    asked, original = {}, replay.teacher_targets
 
     def recorded(model, tokenizer, prompts, settings, *args, stop_at_newline=True, **kwargs):
         asked.update(prompts=[p.student for p in prompts], teacher=[p.teacher for p in prompts],
                      stop=stop_at_newline, answer=settings.answer)
-        return replay.teacher_targets.__wrapped__(model, tokenizer, prompts, settings, *args,
-                                                  stop_at_newline=stop_at_newline, **kwargs)
+        return original(model, tokenizer, prompts, settings, *args, stop_at_newline=stop_at_newline, **kwargs)
 
-    recorded.__wrapped__ = replay.teacher_targets
     monkeypatch.setattr(replay, "teacher_targets", recorded)
     cfg = ReplayConfig(prompts="questions", answer="greedy", max_tokens=4)
     rows, _ = Replay(cfg, top_k=2).texts(tiny, "tiny", 3, None, False)

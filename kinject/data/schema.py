@@ -37,6 +37,11 @@ def _need_id(value: Any) -> None:
         raise ValueError("field 'id' must be a non-empty string")
 
 
+# The instruction that opens a QA header unless a corpus gives its own (the retention header and
+# replay's question header use it too).
+QA_INSTRUCTION = "Answer the questions."
+
+
 @dataclass
 class Fact:
     """One atomic fact: a sentence that states it and the short answer it contains.
@@ -145,7 +150,7 @@ class Corpus:
     facts: list[Fact] = field(default_factory=list)
     paraphrases: dict[str, list[str]] = field(default_factory=dict)
     fewshot: list[tuple[str, str]] = field(default_factory=list)
-    instruction: str = "Answer the questions."
+    instruction: str = QA_INSTRUCTION
     train_facts: list[Fact] = field(default_factory=list)
     train_paraphrases: dict[str, list[str]] = field(default_factory=dict)
     train_qa: list[Probe] = field(default_factory=list)

@@ -8,6 +8,7 @@ from typing import ClassVar
 from kinject.checks import Check, at_least, one_of, positive, seed_range
 
 QUERY_SOURCES = ("templated", "generated", "trivia", "self-study", "continuation")
+TEACHER_ANSWERS = ("greedy", "sample")  # distill.answer, replay.answer
 FORMATS = ("qa", "chat")
 LOSSES = ("forward_kl", "reverse_kl", "ce")
 
@@ -78,7 +79,7 @@ class DistillConfig:
     CHECKS: ClassVar[dict[str, Check]] = {
         "queries": one_of(*QUERY_SOURCES), "per_document": at_least(1), "format": one_of(*FORMATS),
         "context": one_of("document", "retrieved"),
-        "answer": one_of("greedy", "sample"), "answer_temperature": positive,
+        "answer": one_of(*TEACHER_ANSWERS), "answer_temperature": positive,
         "answer_top_k": at_least(0), "max_new_tokens": at_least(1),
         "top_k": at_least(1), "loss": one_of(*LOSSES), "kl_temperature": positive,
         "average": one_of("token", "sequence"),

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 from kinject.checks import Check, at_least, check_section, each_one_of, non_empty, one_of
 from kinject.data.builtin.general import GENERAL_MCQ_FILE, GENERAL_QA_FILE, general_mcq_probes, general_qa_probes
 from kinject.data.builtin.retention import RETENTION_FEWSHOT, RETENTION_FILE, retention_probes
-from kinject.data.schema import PROBE_KINDS, Corpus, Probe
+from kinject.data.schema import PROBE_KINDS, QA_INSTRUCTION, Corpus, Probe
 from kinject.evaluation.drift import BaseReference, drift
 from kinject.evaluation.lm import PrefixLM
 from kinject.evaluation.metrics import NORMALISATION, mean, score_answer
@@ -167,7 +167,7 @@ def evaluate(model, tokenizer, corpus: Corpus, cfg: EvalConfig, context: Context
     metrics: dict[str, dict[str, float]] = {}
     samples: list[dict[str, Any]] = []
     qa_lm = None
-    r_header = qa_header("Answer the questions.", RETENTION_FEWSHOT)
+    r_header = qa_header(QA_INSTRUCTION, RETENTION_FEWSHOT)
     for kind in cfg.kinds:
         if kind == "general_kl":
             if reference is None:

@@ -53,7 +53,8 @@ from typing import Any, ClassVar
 
 from kinject.checks import Check, at_least, check_section, non_negative, one_of, positive, seed_range
 from kinject.data.jsonl import load_records
-from kinject.distill.config import DistillConfig
+from kinject.data.schema import QA_INSTRUCTION
+from kinject.distill.config import TEACHER_ANSWERS, DistillConfig
 from kinject.distill.teacher import TeacherPrompt, teacher_targets
 from kinject.errors import UserError
 from kinject.evaluation.runner import qa_header, qa_prompt
@@ -65,7 +66,6 @@ BUILTIN_QUESTIONS = Path(__file__).with_name("replay_questions.jsonl")
 BUILTIN_PROMPT_SETS = ("builtin", "questions")
 # The frozen model's header for ``replay.prompts=questions``: written for kinject, on the questions'
 # own topics, none of them an item or topic of the evaluation.
-QUESTION_INSTRUCTION = "Answer the questions."
 QUESTION_FEWSHOT: list[tuple[str, str]] = [
     ("What do you use to eat soup?", "a spoon"),
     ("What game is played with a bat and a ball on a diamond?", "baseball"),
@@ -79,9 +79,9 @@ ANCHOR_KLS = {"tail": "forward_kl_tail", "topk": "forward_kl"}  # anchor.kl -> t
 @dataclass
 class ReplayConfig:
     """``+replay`` / ``+anchor``'s general text: ``source`` (``self`` or a JSONL of ``{"text"}``),
-    ``ratio`` (replay texts per training text), ``prompts`` (openings for ``self``),
-    ``answer`` (``sample`` at ``temperature``, or ``greedy``) / ``max_tokens`` (``max_tokens``
-    also cuts a given text);
+    ``ratio`` (replay texts per training text), ``prompts`` (openings for ``self``), ``answer``
+    (``sample`` at ``temperature``, or ``greedy``), ``max_tokens`` (per continuation; also cuts a
+    given text);
     ``phases``: ``main`` mixes them into the method's main training phase only, ``all`` also into
     ``+qa``'s phase of demonstrations alone (``qa.mode`` before or after), at the same ratio."""
 
@@ -98,7 +98,7 @@ class ReplayConfig:
 
     CHECKS: ClassVar[dict[str, Check]] = {
         "ratio": positive, "temperature": positive, "max_tokens": at_least(1), "batch_size": at_least(1),
-        "seed": seed_range, "phases": one_of(*PHASES), "answer": one_of("sample", "greedy")}
+        "seed": seed_range, "phases": one_of(*PHASES), "answer": one_of(*TEACHER_ANSWERS)}
 
 
 @dataclass
@@ -196,7 +196,7 @@ class Replay:
             openings = load_openings(cfg.prompts)
             random.Random(cfg.seed).shuffle(openings)
             questions = cfg.prompts == "questions"
-            header = qa_header(QUESTION_INSTRUCTION, QUESTION_FEWSHOT) if questions else ""
+            header = qa_header(QA_INSTRUCTION, QUESTION_FEWSHOT) if questions else ""
             for round_ in range(-(-wanted // len(openings))):
                 chosen = openings[: min(len(openings), wanted - round_ * len(openings))]
                 got = teacher_targets(loaded.model, loaded.tokenizer, [TeacherPrompt(header + o, o) for o in chosen],
